@@ -1,0 +1,1 @@
+"""Media plane: aiortc peer connections, passthrough forwarding, keyframe policy."""

@@ -1,0 +1,304 @@
+"""A participant's two peer connections with the SFU.
+
+`PublisherPeer`: the client offers its own tracks, the SFU answers with only the room codec and
+turns each received track into a published source. `SubscriberPeer`: the SFU offers the other
+participants' tracks (sendonly) and the chat data channel; the client answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from media import aiortc_hooks
+from media.codecs import choose_room_codec, offered_video_codecs, preferences
+from media.ice import filter_sdp_candidates, keep_remote_candidate
+from media.sources import PublishedSource, make_source
+
+log = logging.getLogger(__name__)
+
+
+class SdpError(Exception):
+    """The remote SDP cannot be used; `reason` is safe to show to the client."""
+
+    def __init__(self, reason: str, *, codec_unsupported: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.codec_unsupported = codec_unsupported
+
+
+def parse_sdp(sdp: str, loopback_only: bool) -> tuple[str, SessionDescription]:
+    """Filter unreachable candidates and parse; raise SdpError on anything unusable."""
+    sdp = filter_sdp_candidates(sdp.replace("\r\n", "\n").replace("\n", "\r\n"), loopback_only)
+    if not sdp.startswith("v=0"):
+        raise SdpError("SDP must start with v=0")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises assorted errors on garbage
+        raise SdpError(f"SDP does not parse: {type(exc).__name__}: {exc}") from exc
+    if not description.media:
+        raise SdpError("SDP has no media section")
+    for media in description.media:
+        if media.kind in ("audio", "video") and not media.rtp.muxId:
+            raise SdpError(f"{media.kind} section has no a=mid")
+        if media.ice is None or not media.ice.usernameFragment or not media.dtls:
+            raise SdpError("SDP lacks ICE credentials or a DTLS fingerprint")
+    return sdp, description
+
+
+@dataclass
+class ReceivedTrack:
+    mid: str
+    kind: str
+    source: PublishedSource
+
+
+@dataclass
+class OfferResult:
+    answer_sdp: str
+    video_codec: str | None
+    """The room codec this offer was answered with (None if it carries no video)."""
+    new_tracks: list[ReceivedTrack] = field(default_factory=list)
+
+
+class PublisherPeer:
+    """Receives one participant's tracks; the client is the offerer."""
+
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        *,
+        forwarding: str,
+        loopback_only: bool,
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self._forwarding = forwarding
+        self._loopback_only = loopback_only
+        self._arrived: list[tuple[RTCRtpTransceiver, MediaStreamTrack]] = []
+        self.sources: dict[str, PublishedSource] = {}
+        """Published sources by the mid they arrive on."""
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        # Runs inside setRemoteDescription, before the receiver starts: the tap goes in now.
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                self._arrived.append((transceiver, track))
+                return
+
+    async def handle_offer(self, sdp: str, room_codec: str | None, preferred: str) -> OfferResult:
+        sdp, description = parse_sdp(sdp, self._loopback_only)
+        known_mids = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        new_sections = [
+            m
+            for m in description.media
+            if m.kind in ("audio", "video") and m.rtp.muxId not in known_mids
+        ]
+        video_codec = room_codec
+        offered = set().union(
+            *(
+                offered_video_codecs([c.name for c in m.rtp.codecs])
+                for m in new_sections
+                if m.kind == "video"
+            )
+        )
+        if any(m.kind == "video" for m in new_sections):
+            if room_codec is None:
+                video_codec = choose_room_codec(preferred, offered)
+            if video_codec is None or video_codec not in offered:
+                raise SdpError(
+                    f"the offer has no {room_codec or 'H264/VP8'} video codec",
+                    codec_unsupported=True,
+                )
+        # Transceivers created and given preferences *before* setRemoteDescription, so the
+        # answer lists only the room codec (preferences set afterwards are ignored by aiortc).
+        for media in new_sections:
+            if media.direction not in ("sendonly", "sendrecv"):
+                continue
+            transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+            transceiver.setCodecPreferences(preferences(media.kind, video_codec or preferred))
+        self._arrived = []
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except SdpError:
+            raise
+        except Exception as exc:
+            raise SdpError(f"offer could not be applied: {exc}") from exc
+        result = OfferResult(answer_sdp=self.pc.localDescription.sdp, video_codec=video_codec)
+        for transceiver, track in self._arrived:
+            mid = transceiver.mid or ""
+            source = make_source(self._forwarding, transceiver.receiver, track)
+            self.sources[mid] = source
+            result.new_tracks.append(ReceivedTrack(mid=mid, kind=track.kind, source=source))
+        self._arrived = []
+        return result
+
+    async def add_ice_candidate(
+        self, candidate: str, sdp_mid: str | None, index: int | None
+    ) -> None:
+        await _add_candidate(self.pc, candidate, sdp_mid, index, self._loopback_only)
+
+    async def stop_source(self, mid: str) -> None:
+        source = self.sources.pop(mid, None)
+        if source is not None:
+            await source.stop()
+
+    async def close(self) -> None:
+        for mid in list(self.sources):
+            await self.stop_source(mid)
+        await self.pc.close()
+
+
+@dataclass
+class Subscription:
+    """One track of someone else's publication, sent to this participant."""
+
+    publication_id: str
+    participant_id: str
+    kind: str
+    track: MediaStreamTrack
+    transceiver: RTCRtpTransceiver
+
+
+class SubscriberPeer:
+    """Sends the other participants' tracks and carries the chat channel; the SFU offers."""
+
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        *,
+        loopback_only: bool,
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self._loopback_only = loopback_only
+        self.chat: RTCDataChannel | None = None
+        """Created with the first offer, after that offer's transceivers: aiortc 1.16 with
+        MAX_BUNDLE breaks when a data channel is created before the first transceivers of the
+        same offer (it stops the shared transport)."""
+        self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self._retired: list[Subscription] = []
+        self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    def subscribe(
+        self,
+        *,
+        publication_id: str,
+        participant_id: str,
+        source: PublishedSource,
+        video_codec: str,
+    ) -> None:
+        key = (publication_id, source.kind)
+        if key in self.subscriptions:
+            return
+        track = source.subscribe()
+        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(preferences(source.kind, video_codec))
+        if source.forwards_encoded and source.kind == "video":
+            # A subscriber's PLI/FIR must reach the publisher: nothing is encoded here.
+            aiortc_hooks.route_keyframe_requests(transceiver.sender, source.request_keyframe)
+        self.subscriptions[key] = Subscription(
+            publication_id, participant_id, source.kind, track, transceiver
+        )
+
+    def unsubscribe(self, publication_id: str) -> bool:
+        """End this participant's copies of a publication; True if anything changed."""
+        changed = False
+        for key in [k for k in self.subscriptions if k[0] == publication_id]:
+            subscription = self.subscriptions.pop(key)
+            subscription.track.stop()
+            # aiortc cannot remove an m-line: it stays, inactive, and its sender is stopped
+            # once the client has accepted that.
+            subscription.transceiver.direction = "inactive"
+            self._retired.append(subscription)
+            changed = True
+        return changed
+
+    async def create_offer(self) -> tuple[str, list[dict[str, Any]]]:
+        if self.chat is None:
+            self.chat = self.pc.createDataChannel("chat", ordered=True)
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        mapping = [
+            {
+                "mid": s.transceiver.mid,
+                "publication_id": s.publication_id,
+                "participant_id": s.participant_id,
+                "kind": s.kind,
+            }
+            for s in self.subscriptions.values()
+        ]
+        return self.pc.localDescription.sdp, mapping
+
+    async def handle_answer(self, sdp: str) -> None:
+        sdp, _ = parse_sdp(sdp, self._loopback_only)
+        if self.pc.signalingState != "have-local-offer":
+            raise SdpError("no subscriber offer is waiting for an answer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise SdpError(f"answer could not be applied: {exc}") from exc
+        retired, self._retired = self._retired, []
+        for subscription in retired:
+            with contextlib.suppress(Exception):
+                await subscription.transceiver.sender.stop()
+
+    async def add_ice_candidate(
+        self, candidate: str, sdp_mid: str | None, index: int | None
+    ) -> None:
+        await _add_candidate(self.pc, candidate, sdp_mid, index, self._loopback_only)
+
+    async def close(self) -> None:
+        for subscription in list(self.subscriptions.values()) + self._retired:
+            subscription.track.stop()
+        self.subscriptions.clear()
+        self._retired.clear()
+        await self.pc.close()
+
+
+async def _add_candidate(
+    pc: RTCPeerConnection,
+    candidate: str,
+    sdp_mid: str | None,
+    index: int | None,
+    loopback_only: bool,
+) -> None:
+    if not candidate:
+        return  # end-of-candidates: aiortc needs no signal
+    value = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+    if not keep_remote_candidate(value, loopback_only):
+        return
+    try:
+        parsed = candidate_from_sdp(value)
+    except Exception as exc:
+        raise SdpError(f"ICE candidate does not parse: {exc}") from exc
+    parsed.sdpMid = sdp_mid
+    parsed.sdpMLineIndex = index
+    if pc.remoteDescription is None:
+        raise SdpError("ICE candidate before any remote description")
+    await pc.addIceCandidate(parsed)
+
+
+async def close_quietly(*peers: PublisherPeer | SubscriberPeer | None) -> None:
+    for peer in peers:
+        if peer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(peer.close(), timeout=5)

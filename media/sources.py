@@ -1,0 +1,63 @@
+"""A published track as the SFU offers it to subscribers: passthrough or decode/re-encode relay."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc.contrib.media import MediaRelay
+
+from media.forwarding import TrackForwarder
+
+
+class PublishedSource(Protocol):
+    kind: str
+    forwards_encoded: bool
+    """True when subscribers get the publisher's encoded frames (no encoder on the SFU)."""
+
+    def subscribe(self) -> MediaStreamTrack: ...
+
+    def request_keyframe(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class PassthroughSource(TrackForwarder):
+    forwards_encoded = True
+
+
+class RelaySource:
+    """The decode-once, encode-per-subscriber baseline (aiortc's MediaRelay).
+
+    Kept for the forwarding benchmark, which measures passthrough against it.
+    """
+
+    forwards_encoded = False
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.kind: str = track.kind
+        self._track = track
+        self._relay = MediaRelay()
+        self._subscribers: list[MediaStreamTrack] = []
+
+    def subscribe(self) -> MediaStreamTrack:
+        proxy = self._relay.subscribe(self._track)
+        self._subscribers.append(proxy)
+        return proxy
+
+    def request_keyframe(self) -> None:
+        # Each subscriber's own encoder answers its PLI; nothing to ask upstream.
+        return None
+
+    async def stop(self) -> None:
+        for proxy in self._subscribers:
+            proxy.stop()
+        self._subscribers.clear()
+
+
+def make_source(
+    forwarding: str, receiver: RTCRtpReceiver, track: MediaStreamTrack
+) -> PublishedSource:
+    if forwarding == "relay":
+        return RelaySource(track)
+    return PassthroughSource(receiver, track)

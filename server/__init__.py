@@ -1,0 +1,1 @@
+"""Parloir's edge: aiohttp app, tokens, REST, WebSocket endpoint, storage, CLI."""

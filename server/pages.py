@@ -1,0 +1,57 @@
+"""The browser client's pages and static files, served with strict security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from server.tokens import ROOM_ID_PATTERN
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self' ws: wss:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.content_type == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
+
+
+async def index_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def room_page(request: web.Request) -> web.StreamResponse:
+    if not ROOM_ID_PATTERN.match(request.match_info["room"]):
+        raise web.HTTPNotFound(text="no such room id")
+    response = web.FileResponse(WEB_DIR / "room.html")
+    # The token travels in the query string: keep the page out of caches.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def add_page_routes(app: web.Application) -> None:
+    app.router.add_get("/", index_page)
+    app.router.add_get("/room/{room}", room_page)
+    app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)

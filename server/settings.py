@@ -1,0 +1,128 @@
+"""The one settings object: read once from CLI flags and PARLOIR_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+VIDEO_CODECS = ("h264", "vp8")
+FORWARDING_MODES = ("passthrough", "relay")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    """Address the HTTP/WebSocket server listens on."""
+    port: int = 8080
+    """TCP port; 0 picks a free one (printed at start)."""
+    data_dir: Path = Path("data")
+    """SQLite file, recordings and the generated secret live here."""
+    secret: str = ""
+    """HS256 key for Parloir join tokens; generated into data_dir/secret.key when empty."""
+    ice_addresses: tuple[str, ...] = ()
+    """Addresses the SFU gathers ICE candidates on; empty = every interface (aioice default)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs handed to aiortc and browsers; none unless configured."""
+    video_codec: str = "h264"
+    """Preferred room video codec, fixed per room at its first publish."""
+    forwarding: str = "passthrough"
+    """`passthrough` (encoded frames) or `relay` (decode + re-encode, the benchmark baseline)."""
+    max_message_bytes: int = 64 * 1024
+    """Largest inbound WebSocket message; larger ones get an error."""
+    join_timeout_s: float = 10.0
+    """A socket that has not joined by then is closed."""
+    log_json: bool = False
+    """Log JSON lines instead of text."""
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "parloir.sqlite3"
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when every ICE address is loopback: then only loopback candidates are usable."""
+        return bool(self.ice_addresses) and all(
+            a.startswith("127.") or a == "::1" for a in self.ice_addresses
+        )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+_ENV_READERS: dict[str, tuple[str, Any]] = {
+    "PARLOIR_HOST": ("host", str),
+    "PARLOIR_PORT": ("port", int),
+    "PARLOIR_DATA_DIR": ("data_dir", Path),
+    "PARLOIR_SECRET": ("secret", str),
+    "PARLOIR_ICE_ADDRESSES": ("ice_addresses", _split),
+    "PARLOIR_ICE_SERVERS": ("ice_servers", _split),
+    "PARLOIR_VIDEO_CODEC": ("video_codec", str.lower),
+    "PARLOIR_FORWARDING": ("forwarding", str.lower),
+    "PARLOIR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
+    "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
+    "PARLOIR_LOG_JSON": ("log_json", _bool),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Environment first, then explicit overrides (CLI flags); validated once here."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (attr, convert) in _ENV_READERS.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attr] = convert(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r}: {exc}") from exc
+    settings = Settings(**values).with_overrides(**overrides)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError(f"port {settings.port} is outside 0..65535")
+    if settings.video_codec not in VIDEO_CODECS:
+        raise SettingsError(f"video codec {settings.video_codec!r} is not one of {VIDEO_CODECS}")
+    if settings.forwarding not in FORWARDING_MODES:
+        raise SettingsError(f"forwarding {settings.forwarding!r} is not one of {FORWARDING_MODES}")
+    if settings.max_message_bytes < 1024:
+        raise SettingsError("max message size must be at least 1024 bytes")
+
+
+def resolve_secret(settings: Settings) -> Settings:
+    """Use the configured secret, or the one persisted in the data dir (created on first use).
+
+    Persisting it keeps tokens printed by `parloir token` valid for `parloir serve` on the same
+    data dir, without asking a developer to invent a secret.
+    """
+    if settings.secret:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise SettingsError(f"{path} holds a secret shorter than 32 characters")
+    return replace(settings, secret=secret)

@@ -1,0 +1,1 @@
+"""Signaling: the wire protocol, rooms, participants and what each role may do."""

@@ -1,0 +1,290 @@
+"""A Python participant speaking PROTOCOL.md with aiortc peers: tests, benchmarks, load tools.
+
+It is the same protocol the browser client speaks, so what passes here passes the server's
+validation for real clients too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(Exception):
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(f"{message.get('code')}: {message.get('reason')}")
+        self.code = message.get("code")
+        self.reason = message.get("reason")
+
+
+@dataclass
+class ReceivedTrack:
+    publication_id: str
+    participant_id: str
+    kind: str
+    track: MediaStreamTrack
+
+
+@dataclass
+class ClientEvents:
+    """Everything the server sent, in order, for assertions and waits."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+def _configuration() -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+class ParloirClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        room: str,
+        name: str | None = None,
+        on_track: Callable[[ReceivedTrack], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.room = room
+        self.name = name
+        self.events = ClientEvents()
+        self.joined: dict[str, Any] | None = None
+        self.subscriber_pc = RTCPeerConnection(_configuration())
+        self.publisher_pc: RTCPeerConnection | None = None
+        self.received: dict[tuple[str, str], ReceivedTrack] = {}
+        self._on_track = on_track
+        self._mid_map: dict[str, dict[str, Any]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._next_id = 0
+        self.subscriber_pc.on("track", self._track_arrived)
+        self.chat_channel: Any = None
+        self.subscriber_pc.on("datachannel", self._datachannel)
+
+    # ---- connection ----------------------------------------------------------------------
+
+    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(f"{self.base_url}/rtc", heartbeat=20)
+        self._reader = asyncio.ensure_future(self._read())
+        request: dict[str, Any] = {"type": "join", "token": self.token, "room": self.room}
+        if self.name:
+            request["name"] = self.name
+        self.joined = await self.request(request, expect="joined", timeout=timeout)
+        return self.joined
+
+    @property
+    def participant_id(self) -> str:
+        assert self.joined is not None
+        return str(self.joined["participant"]["id"])
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps(message))
+
+    async def send_raw(self, data: str) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(data)
+
+    async def request(
+        self, message: dict[str, Any], *, expect: str, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Send with a fresh id; return the reply of type `expect` or raise ServerError."""
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        start = len(self.events.messages)
+        await self.send({**message, "id": request_id})
+        reply = await self.wait_for(
+            lambda m: m.get("id") == request_id and m["type"] in (expect, "error"),
+            timeout=timeout,
+            start=start,
+        )
+        if reply["type"] == "error":
+            raise ServerError(reply)
+        return reply
+
+    async def wait_for(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 10.0,
+        start: int = 0,
+    ) -> dict[str, Any]:
+        async def scan() -> dict[str, Any]:
+            async with self.events.changed:
+                index = start
+                while True:
+                    while index < len(self.events.messages):
+                        message = self.events.messages[index]
+                        index += 1
+                        if predicate(message):
+                            return message
+                    await self.events.changed.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    async def wait_for_type(
+        self, kind: str, timeout: float = 10.0, start: int = 0
+    ) -> dict[str, Any]:
+        return await self.wait_for(lambda m: m["type"] == kind, timeout=timeout, start=start)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for frame in self._ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                message = json.loads(frame.data)
+                if message["type"] == "offer" and message.get("pc") == "subscriber":
+                    try:
+                        await self._answer_subscriber_offer(message)
+                    except Exception:
+                        log.exception("client could not answer the subscriber offer")
+                async with self.events.changed:
+                    self.events.messages.append(message)
+                    self.events.changed.notify_all()
+        finally:
+            async with self.events.changed:
+                self.events.messages.append({"type": "socket-closed", "code": self._ws.close_code})
+                self.events.changed.notify_all()
+
+    # ---- subscribing ---------------------------------------------------------------------
+
+    async def _answer_subscriber_offer(self, message: dict[str, Any]) -> None:
+        for entry in message["subscriptions"]:
+            self._mid_map[entry["mid"]] = entry
+        await self.subscriber_pc.setRemoteDescription(
+            RTCSessionDescription(sdp=message["sdp"], type="offer")
+        )
+        answer = await self.subscriber_pc.createAnswer()
+        await self.subscriber_pc.setLocalDescription(answer)
+        await self.send(
+            {"type": "answer", "pc": "subscriber", "sdp": self.subscriber_pc.localDescription.sdp}
+        )
+
+    def _track_arrived(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.subscriber_pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                entry = self._mid_map.get(transceiver.mid or "")
+                if entry is None:
+                    log.warning("track on unknown mid %s", transceiver.mid)
+                    return
+                received = ReceivedTrack(
+                    entry["publication_id"], entry["participant_id"], entry["kind"], track
+                )
+                self.received[(received.publication_id, received.kind)] = received
+                if self._on_track is not None:
+                    self._on_track(received)
+                return
+
+    def _datachannel(self, channel: Any) -> None:
+        if channel.label == "chat":
+            self.chat_channel = channel
+
+    async def wait_for_track(
+        self, publication_id: str, kind: str, timeout: float = 10.0
+    ) -> ReceivedTrack:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (publication_id, kind) not in self.received:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no {kind} track of {publication_id}")
+            await asyncio.sleep(0.05)
+        return self.received[(publication_id, kind)]
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        *,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+        video_type: str = "camera",
+        video_codec: str | None = None,
+        timeout: float = 15.0,
+    ) -> dict[str, Any]:
+        """Publish tracks; returns the live publication. `video_codec` limits what is offered."""
+        if self.publisher_pc is None:
+            self.publisher_pc = RTCPeerConnection(_configuration())
+        pc = self.publisher_pc
+        transceivers = {}
+        for kind, track in (("audio", audio), ("video", video)):
+            if track is None:
+                continue
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            if kind == "video" and video_codec:
+                wanted = f"video/{video_codec}".lower()
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in caps if c.mimeType.lower() in (wanted, "video/rtx")]
+                )
+            transceivers[kind] = transceiver
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        announce: dict[str, Any] = {"type": "publish", "video_type": video_type}
+        for kind, transceiver in transceivers.items():
+            announce[f"{kind}_mid"] = transceiver.mid
+        self._next_id += 1
+        publish_id = f"p{self._next_id}"
+        start = len(self.events.messages)
+        await self.send({**announce, "id": publish_id})
+        answer = await self.request(
+            {"type": "offer", "pc": "publisher", "sdp": pc.localDescription.sdp},
+            expect="answer",
+            timeout=timeout,
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        published = await self.wait_for(
+            lambda m: m.get("id") == publish_id and m["type"] in ("published", "error"),
+            timeout=timeout,
+            start=start,
+        )
+        if published["type"] == "error":
+            raise ServerError(published)
+        return dict(published["publication"])
+
+    async def unpublish(self, publication_id: str) -> None:
+        await self.request({"type": "unpublish", "publication_id": publication_id}, expect="ack")
+
+    # ---- leaving -------------------------------------------------------------------------
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._ws is not None and not self._ws.closed:
+                await self.send({"type": "leave"})
+                await self.wait_for_type("socket-closed", timeout=5)
+        await self.close()
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self.subscriber_pc.close()
+        if self.publisher_pc is not None:
+            await self.publisher_pc.close()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,253 @@
+"""One signaling connection: validates each inbound message and applies it to the room.
+
+Transport-free: the server hands in functions to send a message, close the socket and verify a
+token, so this runs the same under aiohttp and in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from media.peers import SdpError
+from signaling.errors import ErrorCode, SignalingError
+from signaling.participant import Participant
+from signaling.permissions import Grant
+from signaling.protocol import (
+    Answer,
+    ClientMessage,
+    IceCandidate,
+    Join,
+    Leave,
+    Mute,
+    Offer,
+    Ping,
+    Publish,
+    Unpublish,
+    event_ack,
+    event_answer,
+    event_error,
+    event_joined,
+    event_left,
+    event_published,
+    parse_client_message,
+)
+from signaling.publication import Publication
+from signaling.room import Room, RoomRegistry
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_JOIN_TIMEOUT = 4408
+CLOSE_LEFT = 1000
+CLOSE_CONNECTION_LOST = 4410
+
+SendJson = Callable[[dict[str, Any]], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+VerifyToken = Callable[[str], Grant]
+
+
+class Connection:
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        *,
+        verify_token: VerifyToken,
+        send_json: SendJson,
+        close_socket: CloseSocket,
+        max_message_bytes: int,
+        ice_servers: list[str],
+    ) -> None:
+        self._registry = registry
+        self._verify_token = verify_token
+        self._send_json = send_json
+        self._close_socket = close_socket
+        self._max_message_bytes = max_message_bytes
+        self._ice_servers = ice_servers
+        self.participant: Participant | None = None
+        self.room: Room | None = None
+        self._ended = False
+        self._publish_requests: dict[str, Any] = {}
+        """publication id -> id of the `publish` request, echoed in `published`."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._ended:
+            return
+        try:
+            await self._send_json(message)
+        except (ConnectionError, RuntimeError):
+            pass  # socket already gone; `closed()` will clean up
+
+    async def handle_raw(self, raw: str | bytes) -> None:
+        """Apply one inbound frame. Never raises: refusals become `error` messages."""
+        request_id: Any = None
+        try:
+            message = parse_client_message(raw, self._max_message_bytes)
+            request_id = message.id
+            await self._dispatch(message)
+        except SignalingError as error:
+            await self.send(event_error(error.for_request(request_id)))
+            if error.code in (
+                ErrorCode.TOKEN_INVALID,
+                ErrorCode.TOKEN_EXPIRED,
+                ErrorCode.WRONG_ROOM,
+            ):
+                await self._end(CLOSE_UNAUTHORIZED, error.code.value)
+        except Exception:
+            log.exception("signaling message failed")
+            await self.send(
+                event_error(
+                    SignalingError(ErrorCode.INTERNAL, "server error", request_id=request_id)
+                )
+            )
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        if isinstance(message, Join):
+            await self._join(message)
+            return
+        if isinstance(message, Ping):
+            await self.send(event_ack(message.id, "ping"))
+            return
+        participant, room = self.participant, self.room
+        if participant is None or room is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, "send join first")
+        if isinstance(message, Publish):
+            await self._publish(room, participant, message)
+        elif isinstance(message, Offer):
+            await self._publisher_offer(room, participant, message)
+        elif isinstance(message, Answer):
+            await self._subscriber_answer(participant, message)
+        elif isinstance(message, IceCandidate):
+            await self._ice(participant, message)
+        elif isinstance(message, Unpublish):
+            async with self._registry.lock(room.id):
+                await room.unpublish(participant, message.publication_id, message.reason)
+            await self._ack(message.id, "unpublish")
+        elif isinstance(message, Mute):
+            await room.set_muted(participant, message.publication_id, message.kind, message.muted)
+            await self._ack(message.id, "mute")
+        elif isinstance(message, Leave):
+            await self.send(event_left("clientDisconnected"))
+            await self._leave("clientDisconnected")
+            await self._end(CLOSE_LEFT, "left")
+
+    async def _ack(self, request_id: Any, of: str) -> None:
+        if request_id is not None:
+            await self.send(event_ack(request_id, of))
+
+    async def _join(self, message: Join) -> None:
+        if self.participant is not None:
+            raise SignalingError(ErrorCode.ALREADY_JOINED, "this socket has already joined")
+        grant = self._verify_token(message.token)
+        if grant.room != message.room:
+            raise SignalingError(ErrorCode.WRONG_ROOM, "the token is for another room")
+        async with self._registry.lock(grant.room):
+            room = self._registry.get_or_create(grant.room)
+            participant = Participant(
+                grant=grant,
+                name=message.name or grant.name,
+                send=self.send,
+                media=room.media,
+                on_connection_lost=self._connection_lost,
+            )
+            others = [p.describe() for p in room.participants.values()]
+            await room.admit(participant)
+            self.participant, self.room = participant, room
+            await self.send(
+                event_joined(
+                    request_id=message.id,
+                    participant=participant.describe(),
+                    room=room.describe(),
+                    participants=others,
+                    publications=[p.describe() for p in room.live_publications()],
+                    ice_servers=self._ice_servers,
+                )
+            )
+            room.start_subscriptions(participant)
+        log.info(
+            "participant %s (%s) joined room %s as %s",
+            participant.id,
+            grant.identity,
+            room.id,
+            grant.role.value,
+        )
+
+    async def _publish(self, room: Room, participant: Participant, message: Publish) -> None:
+        mids = {k: v for k, v in (("audio", message.audio_mid), ("video", message.video_mid)) if v}
+        if len(set(mids.values())) != len(mids):
+            raise SignalingError(ErrorCode.INVALID_MESSAGE, "audio_mid and video_mid must differ")
+        publication = Publication(
+            participant_id=participant.id,
+            video_type=message.video_type,
+            name=message.name or participant.name,
+            mids=mids,
+            muted={"audio": message.audio_muted, "video": message.video_muted},
+        )
+        room.announce(participant, publication)
+        self._publish_requests[publication.id] = message.id
+
+    async def _publisher_offer(self, room: Room, participant: Participant, message: Offer) -> None:
+        async with self._registry.lock(room.id):
+            answer, went_live = await room.apply_publisher_offer(participant, message.sdp)
+            await self.send(event_answer(message.id, answer))
+            for publication in went_live:
+                request_id = self._publish_requests.pop(publication.id, None)
+                await self.send(event_published(request_id, publication.describe()))
+                await room.announce_live(participant, publication)
+
+    async def _subscriber_answer(self, participant: Participant, message: Answer) -> None:
+        try:
+            await participant.accept_subscriber_answer(message.sdp)
+        except SdpError as exc:
+            raise SignalingError(ErrorCode.BAD_SDP, exc.reason) from exc
+        await self._ack(message.id, "answer")
+
+    async def _ice(self, participant: Participant, message: IceCandidate) -> None:
+        peer = participant.publisher if message.pc == "publisher" else participant.subscriber
+        if peer is None:
+            raise SignalingError(ErrorCode.INVALID_MESSAGE, f"no {message.pc} peer connection yet")
+        try:
+            await peer.add_ice_candidate(
+                message.candidate, message.sdp_mid, message.sdp_mline_index
+            )
+        except SdpError as exc:
+            raise SignalingError(ErrorCode.BAD_SDP, exc.reason) from exc
+        await self._ack(message.id, "ice")
+
+    def _connection_lost(self, participant: Participant) -> None:
+        if participant is self.participant and not self._ended:
+            asyncio.ensure_future(self._lost())
+
+    async def _lost(self) -> None:
+        await self._leave("networkDisconnected")
+        await self._end(CLOSE_CONNECTION_LOST, "media connection lost")
+
+    async def _leave(self, reason: str) -> None:
+        participant, room = self.participant, self.room
+        self.participant = None
+        if participant is None or room is None:
+            return
+        async with self._registry.lock(room.id):
+            await room.remove(participant, reason)
+            self._registry.drop_if_empty(room)
+        log.info("participant %s left room %s: %s", participant.id, room.id, reason)
+
+    async def _end(self, code: int, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            await self._close_socket(code, reason)
+        except Exception:
+            log.debug("closing socket failed", exc_info=True)
+
+    async def closed(self) -> None:
+        """The socket is gone (client closed it or the network dropped)."""
+        await self._leave("networkDisconnected")
+        self._ended = True
+
+    @property
+    def joined(self) -> bool:
+        return self.participant is not None

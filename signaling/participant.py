@@ -1,0 +1,127 @@
+"""One participant in a room: who it is, its peer connections and its subscriber negotiation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from media.config import MediaSettings
+from media.peers import PublisherPeer, SubscriberPeer, close_quietly
+from signaling.permissions import Grant
+from signaling.protocol import event_offer
+from signaling.publication import Publication
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Participant:
+    grant: Grant
+    """The verified token it joined with."""
+    name: str
+    """Display name (from the join message, else the token)."""
+    send: Send
+    """Delivers a server message to this participant's socket."""
+    media: MediaSettings
+    on_connection_lost: Callable[[Participant], None]
+    """Called once if a peer connection fails or closes under it."""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    joined_at: float = field(default_factory=time.time)
+    publications: dict[str, Publication] = field(default_factory=dict)
+    """Live publications by id."""
+    pending: list[Publication] = field(default_factory=list)
+    """Announced by `publish`, waiting for the offer that carries their tracks."""
+    publisher: PublisherPeer | None = None
+    subscriber: SubscriberPeer | None = None
+    _awaiting_answer: bool = False
+    _offer_wanted: bool = False
+    _offer_task: asyncio.Task[None] | None = None
+    _closed: bool = False
+
+    @property
+    def role(self) -> Any:
+        return self.grant.role
+
+    @property
+    def identity(self) -> str:
+        return self.grant.identity
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "identity": self.identity,
+            "name": self.name,
+            "role": self.role.value,
+            "joined_at": int(self.joined_at * 1000),
+        }
+
+    def _peer_state_changed(self, state: str) -> None:
+        if state in ("failed", "closed") and not self._closed:
+            log.info("participant %s peer connection %s", self.id, state)
+            self.on_connection_lost(self)
+
+    def open_subscriber(self) -> SubscriberPeer:
+        self.subscriber = SubscriberPeer(
+            self.media.rtc_configuration(),
+            loopback_only=self.media.loopback_only,
+            on_state=self._peer_state_changed,
+        )
+        return self.subscriber
+
+    def open_publisher(self) -> PublisherPeer:
+        if self.publisher is None:
+            self.publisher = PublisherPeer(
+                self.media.rtc_configuration(),
+                forwarding=self.media.forwarding,
+                loopback_only=self.media.loopback_only,
+                on_state=self._peer_state_changed,
+            )
+        return self.publisher
+
+    # ---- subscriber renegotiation: the server is the only offerer on this peer connection ----
+
+    def request_subscriber_offer(self) -> None:
+        """Ask for a new subscriber offer; coalesced, and never two offers in flight."""
+        self._offer_wanted = True
+        if self._closed or self._awaiting_answer:
+            return
+        if self._offer_task is None or self._offer_task.done():
+            self._offer_task = asyncio.ensure_future(self._send_offers())
+
+    async def _send_offers(self) -> None:
+        while self._offer_wanted and not self._awaiting_answer and not self._closed:
+            self._offer_wanted = False
+            assert self.subscriber is not None
+            try:
+                sdp, subscriptions = await self.subscriber.create_offer()
+            except Exception:
+                log.exception("participant %s: subscriber offer failed", self.id)
+                self.on_connection_lost(self)
+                return
+            self._awaiting_answer = True
+            await self.send(event_offer(sdp, subscriptions))
+
+    async def accept_subscriber_answer(self, sdp: str) -> None:
+        assert self.subscriber is not None
+        await self.subscriber.handle_answer(sdp)
+        self._awaiting_answer = False
+        if self._offer_wanted:
+            self.request_subscriber_offer()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._offer_task is not None:
+            self._offer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._offer_task
+        await close_quietly(self.publisher, self.subscriber)

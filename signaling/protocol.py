@@ -1,0 +1,219 @@
+"""The wire protocol's one schema: every inbound message is validated here (see PROTOCOL.md).
+
+Outbound messages are built by the `event_*` functions below, so their shape also lives in one
+place next to the inbound schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from signaling.errors import ErrorCode, SignalingError
+
+PROTOCOL_VERSION = 1
+MAX_SDP_CHARS = 60_000
+Mid = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+PublicationId = Annotated[str, Field(min_length=1, max_length=64)]
+RequestId = Annotated[str, Field(max_length=64)] | int | None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: RequestId = None
+    """Optional request id chosen by the client; echoed in the reply or error."""
+
+
+class Join(_Message):
+    type: Literal["join"]
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    room: Annotated[str, Field(min_length=1, max_length=255)]
+    name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class Offer(_Message):
+    """An SDP offer for the participant's publisher peer connection (the client is its offerer)."""
+
+    type: Literal["offer"]
+    pc: Literal["publisher"]
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class Answer(_Message):
+    """The answer to an offer the server sent for the subscriber peer connection."""
+
+    type: Literal["answer"]
+    pc: Literal["subscriber"]
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class IceCandidate(_Message):
+    type: Literal["ice"]
+    pc: Literal["publisher", "subscriber"]
+    candidate: Annotated[str, Field(max_length=1024)]
+    """The `candidate:` attribute value; empty means end of candidates."""
+    sdp_mid: Annotated[str, Field(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
+class Publish(_Message):
+    """Announces a publication whose tracks the next publisher offer carries on these mids."""
+
+    type: Literal["publish"]
+    video_type: Literal["camera", "screen"] = "camera"
+    name: Annotated[str, Field(max_length=64)] | None = None
+    audio_mid: Mid | None = None
+    video_mid: Mid | None = None
+    audio_muted: bool = False
+    video_muted: bool = False
+
+
+class Unpublish(_Message):
+    type: Literal["unpublish"]
+    publication_id: PublicationId
+    reason: Literal["unpublished", "mediaStopped"] = "unpublished"
+
+
+class Mute(_Message):
+    type: Literal["mute"]
+    publication_id: PublicationId
+    kind: Literal["audio", "video"]
+    muted: bool
+
+
+class Leave(_Message):
+    type: Literal["leave"]
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    Join | Offer | Answer | IceCandidate | Publish | Unpublish | Mute | Leave | Ping,
+    Field(discriminator="type"),
+]
+_CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+CLIENT_MESSAGE_TYPES = frozenset(
+    ("join", "offer", "answer", "ice", "publish", "unpublish", "mute", "leave", "ping")
+)
+
+
+def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
+    """Decode and validate one inbound message, or raise SignalingError saying what is wrong."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise SignalingError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes exceeds {max_bytes} bytes"
+        )
+    try:
+        data: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SignalingError(ErrorCode.MALFORMED, f"message is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SignalingError(ErrorCode.MALFORMED, "message must be a JSON object")
+    request_id = data.get("id") if isinstance(data.get("id"), str | int) else None
+    kind = data.get("type")
+    if kind not in CLIENT_MESSAGE_TYPES:
+        raise SignalingError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", request_id=request_id
+        )
+    try:
+        return _CLIENT_MESSAGE.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE, f"invalid {kind} message: {problems}", request_id=request_id
+        ) from exc
+
+
+# ---- outbound ---------------------------------------------------------------------------------
+# Plain dicts, JSON-encoded by the transport. Each function is the one definition of that event.
+
+
+def event_error(error: SignalingError) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "error", "code": error.code.value, "reason": error.reason}
+    if error.request_id is not None:
+        message["id"] = error.request_id
+    return message
+
+
+def event_joined(
+    *,
+    request_id: RequestId,
+    participant: dict[str, Any],
+    room: dict[str, Any],
+    participants: list[dict[str, Any]],
+    publications: list[dict[str, Any]],
+    ice_servers: list[str],
+) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "id": request_id,
+        "protocol": PROTOCOL_VERSION,
+        "participant": participant,
+        "room": room,
+        "participants": participants,
+        "publications": publications,
+        "ice_servers": ice_servers,
+    }
+
+
+def event_answer(request_id: RequestId, sdp: str) -> dict[str, Any]:
+    return {"type": "answer", "id": request_id, "pc": "publisher", "sdp": sdp}
+
+
+def event_offer(sdp: str, subscriptions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "offer", "pc": "subscriber", "sdp": sdp, "subscriptions": subscriptions}
+
+
+def event_published(request_id: RequestId, publication: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "published", "id": request_id, "publication": publication}
+
+
+def event_track_published(publication: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "track-published", "publication": publication}
+
+
+def event_track_unpublished(
+    publication_id: str, participant_id: str, reason: str
+) -> dict[str, Any]:
+    return {
+        "type": "track-unpublished",
+        "publication_id": publication_id,
+        "participant_id": participant_id,
+        "reason": reason,
+    }
+
+
+def event_participant_joined(participant: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "participant-joined", "participant": participant}
+
+
+def event_participant_left(participant_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "participant-left", "participant_id": participant_id, "reason": reason}
+
+
+def event_mute_changed(
+    publication_id: str, participant_id: str, kind: str, muted: bool
+) -> dict[str, Any]:
+    return {
+        "type": "mute-changed",
+        "publication_id": publication_id,
+        "participant_id": participant_id,
+        "kind": kind,
+        "muted": muted,
+    }
+
+
+def event_ack(request_id: RequestId, of: str) -> dict[str, Any]:
+    return {"type": "ack", "id": request_id, "of": of}
+
+
+def event_left(reason: str) -> dict[str, Any]:
+    return {"type": "left", "reason": reason}

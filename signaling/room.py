@@ -1,0 +1,244 @@
+"""A room's membership and the fan-out of publications to its participants."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from media.config import MediaSettings
+from media.peers import SdpError
+from signaling.errors import ErrorCode, SignalingError
+from signaling.participant import Participant
+from signaling.protocol import (
+    event_mute_changed,
+    event_participant_joined,
+    event_participant_left,
+    event_track_published,
+    event_track_unpublished,
+)
+from signaling.publication import Publication
+
+log = logging.getLogger(__name__)
+
+
+class RoomObserver(Protocol):
+    """What the server records about rooms (attendance, telemetry). Must not raise."""
+
+    def participant_joined(self, room: Room, participant: Participant) -> None: ...
+
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None: ...
+
+    def publication_changed(self, room: Room, publication: Publication, live: bool) -> None: ...
+
+
+class NullObserver:
+    def participant_joined(self, room: Room, participant: Participant) -> None:
+        return None
+
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
+        return None
+
+    def publication_changed(self, room: Room, publication: Publication, live: bool) -> None:
+        return None
+
+
+@dataclass
+class Room:
+    id: str
+    media: MediaSettings
+    observer: RoomObserver
+    codec: str | None = None
+    """Video codec fixed at the first publish (`h264` or `vp8`)."""
+    participants: dict[str, Participant] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "codec": self.codec.upper() if self.codec else None}
+
+    def live_publications(self) -> list[Publication]:
+        return [
+            pub
+            for participant in self.participants.values()
+            for pub in participant.publications.values()
+            if pub.live
+        ]
+
+    async def broadcast(self, message: dict[str, Any], *, exclude: str | None = None) -> None:
+        targets = [p for p in self.participants.values() if p.id != exclude]
+        await asyncio.gather(*(p.send(message) for p in targets), return_exceptions=True)
+
+    # ---- membership ----------------------------------------------------------------------
+
+    async def admit(self, participant: Participant) -> None:
+        """Add a participant: tell the others, then offer it everything already published."""
+        self.participants[participant.id] = participant
+        participant.open_subscriber()
+        self.observer.participant_joined(self, participant)
+        await self.broadcast(
+            event_participant_joined(participant.describe()), exclude=participant.id
+        )
+
+    def start_subscriptions(self, participant: Participant) -> None:
+        if participant.role.can_subscribe:
+            for publication in self.live_publications():
+                if publication.participant_id != participant.id:
+                    self._subscribe(participant, publication)
+        participant.request_subscriber_offer()
+
+    async def remove(self, participant: Participant, reason: str) -> None:
+        if self.participants.pop(participant.id, None) is None:
+            return
+        for publication in list(participant.publications.values()):
+            await self._retire(participant, publication, "participantLeft")
+        participant.pending.clear()
+        await participant.close()
+        self.observer.participant_left(self, participant, reason)
+        await self.broadcast(event_participant_left(participant.id, reason))
+        if not self.participants:
+            self.codec = None
+
+    # ---- publications --------------------------------------------------------------------
+
+    def announce(self, participant: Participant, publication: Publication) -> None:
+        if not participant.role.can_publish:
+            raise SignalingError(ErrorCode.FORBIDDEN, f"role {participant.role} cannot publish")
+        if not publication.mids:
+            raise SignalingError(ErrorCode.INVALID_MESSAGE, "publish needs audio_mid or video_mid")
+        taken = {
+            mid
+            for pub in list(participant.publications.values()) + participant.pending
+            for mid in pub.mids.values()
+        }
+        if taken & set(publication.mids.values()):
+            raise SignalingError(ErrorCode.INVALID_MESSAGE, "a mid is already published")
+        participant.pending.append(publication)
+
+    async def apply_publisher_offer(
+        self, participant: Participant, sdp: str
+    ) -> tuple[str, list[Publication]]:
+        """Answer a publisher offer; return the answer and the publications it made live."""
+        if not participant.role.can_publish:
+            raise SignalingError(ErrorCode.FORBIDDEN, f"role {participant.role} cannot publish")
+        peer = participant.open_publisher()
+        try:
+            result = await peer.handle_offer(sdp, self.codec, self.media.preferred_video_codec)
+        except SdpError as exc:
+            participant.pending.clear()
+            code = ErrorCode.CODEC_UNSUPPORTED if exc.codec_unsupported else ErrorCode.BAD_SDP
+            raise SignalingError(code, exc.reason) from exc
+        if result.video_codec is not None and self.codec is None:
+            self.codec = result.video_codec
+        went_live: list[Publication] = []
+        for track in result.new_tracks:
+            owner = next((p for p in participant.pending if p.kind_of_mid(track.mid)), None)
+            if owner is None:
+                # A track nobody announced: never forwarded.
+                log.info("participant %s sent unannounced mid %s", participant.id, track.mid)
+                await peer.stop_source(track.mid)
+                continue
+            owner.sources[track.kind] = track.source
+        for publication in list(participant.pending):
+            if publication.live:
+                participant.pending.remove(publication)
+                participant.publications[publication.id] = publication
+                went_live.append(publication)
+        return result.answer_sdp, went_live
+
+    async def announce_live(self, participant: Participant, publication: Publication) -> None:
+        self.observer.publication_changed(self, publication, True)
+        for other in self.participants.values():
+            if other.id != participant.id and other.role.can_subscribe:
+                self._subscribe(other, publication)
+                other.request_subscriber_offer()
+        await self.broadcast(event_track_published(publication.describe()), exclude=participant.id)
+
+    def _subscribe(self, subscriber: Participant, publication: Publication) -> None:
+        assert subscriber.subscriber is not None
+        for source in publication.sources.values():
+            subscriber.subscriber.subscribe(
+                publication_id=publication.id,
+                participant_id=publication.participant_id,
+                source=source,
+                video_codec=self.codec or self.media.preferred_video_codec,
+            )
+
+    def find_publication(self, publication_id: str) -> tuple[Participant, Publication]:
+        for participant in self.participants.values():
+            publication = participant.publications.get(publication_id)
+            if publication is not None:
+                return participant, publication
+        raise SignalingError(
+            ErrorCode.UNKNOWN_PUBLICATION, f"no publication {publication_id!r} here"
+        )
+
+    async def unpublish(self, actor: Participant, publication_id: str, reason: str) -> None:
+        owner, publication = self.find_publication(publication_id)
+        if owner.id != actor.id and not actor.role.can_moderate:
+            raise SignalingError(
+                ErrorCode.FORBIDDEN, "only its publisher or a moderator can unpublish"
+            )
+        await self._retire(owner, publication, reason)
+
+    async def _retire(self, owner: Participant, publication: Publication, reason: str) -> None:
+        owner.publications.pop(publication.id, None)
+        if owner.publisher is not None:
+            for mid in publication.mids.values():
+                await owner.publisher.stop_source(mid)
+        for other in self.participants.values():
+            if other.subscriber is not None and other.subscriber.unsubscribe(publication.id):
+                other.request_subscriber_offer()
+        self.observer.publication_changed(self, publication, False)
+        await self.broadcast(
+            event_track_unpublished(publication.id, owner.id, reason), exclude=owner.id
+        )
+
+    async def set_muted(
+        self, actor: Participant, publication_id: str, kind: str, muted: bool
+    ) -> None:
+        owner, publication = self.find_publication(publication_id)
+        if owner.id != actor.id and not actor.role.can_moderate:
+            raise SignalingError(ErrorCode.FORBIDDEN, "only its publisher or a moderator can mute")
+        if kind not in publication.mids:
+            raise SignalingError(ErrorCode.INVALID_MESSAGE, f"publication has no {kind} track")
+        publication.muted[kind] = muted
+        await self.broadcast(event_mute_changed(publication.id, owner.id, kind, muted))
+
+
+@dataclass
+class RoomRegistry:
+    """The live rooms of this process, created on first join and dropped when empty."""
+
+    media: MediaSettings
+    observer: RoomObserver = field(default_factory=NullObserver)
+    rooms: dict[str, Room] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def get_or_create(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = Room(id=room_id, media=self.media, observer=self.observer)
+            self.rooms[room_id] = room
+        return room
+
+    def lock(self, room_id: str) -> asyncio.Lock:
+        """Serialises membership and publication changes of one room."""
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    def drop_if_empty(self, room: Room) -> None:
+        if not room.participants and self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+            self._locks.pop(room.id, None)
+
+    def participant_count(self) -> int:
+        return sum(len(room.participants) for room in self.rooms.values())
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            for participant in list(room.participants.values()):
+                with contextlib.suppress(Exception):
+                    await room.remove(participant, "serverShutdown")
+        self.rooms.clear()
