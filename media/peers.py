@@ -60,6 +60,33 @@ def parse_sdp(sdp: str, loopback_only: bool) -> tuple[str, SessionDescription]:
     return sdp, description
 
 
+RENEGOTIATION_WAIT_S = 10.0
+
+
+async def settle_before_renegotiation(pc: RTCPeerConnection) -> None:
+    """Wait until the first negotiation's transport is up before starting another.
+
+    aiortc starts a new sender/receiver only if DTLS is already connected when the new
+    description is applied; one applied while DTLS is still connecting never starts (measured:
+    the track arrives, no frame ever does).
+    """
+    if pc.remoteDescription is None or pc.connectionState not in ("new", "connecting"):
+        return
+    connected = asyncio.Event()
+
+    def changed() -> None:
+        if pc.connectionState not in ("new", "connecting"):
+            connected.set()
+
+    pc.on("connectionstatechange", changed)
+    try:
+        await asyncio.wait_for(connected.wait(), RENEGOTIATION_WAIT_S)
+    except TimeoutError:
+        log.info("renegotiating although the connection is still %s", pc.connectionState)
+    finally:
+        pc.remove_listener("connectionstatechange", changed)
+
+
 @dataclass
 class ReceivedTrack:
     mid: str
@@ -104,6 +131,7 @@ class PublisherPeer:
 
     async def handle_offer(self, sdp: str, room_codec: str | None, preferred: str) -> OfferResult:
         sdp, description = parse_sdp(sdp, self._loopback_only)
+        await settle_before_renegotiation(self.pc)
         known_mids = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
         new_sections = [
             m
@@ -233,6 +261,7 @@ class SubscriberPeer:
         return changed
 
     async def create_offer(self) -> tuple[str, list[dict[str, Any]]]:
+        await settle_before_renegotiation(self.pc)
         if self.chat is None:
             self.chat = self.pc.createDataChannel("chat", ordered=True)
         offer = await self.pc.createOffer()
