@@ -32,6 +32,33 @@ from media.sources import PublishedSource, make_source
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class PeerConnectionCount:
+    """SFU-side peer connections opened and closed by this process (for leak checks, metrics)."""
+
+    opened: int = 0
+    closed: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.opened - self.closed
+
+
+PEER_CONNECTIONS = PeerConnectionCount()
+
+
+def _new_peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
+    PEER_CONNECTIONS.opened += 1
+    return RTCPeerConnection(configuration)
+
+
+async def _close_peer_connection(pc: RTCPeerConnection) -> None:
+    if not getattr(pc, "_parloir_closed", False):
+        pc._parloir_closed = True  # type: ignore[attr-defined]
+        PEER_CONNECTIONS.closed += 1
+    await pc.close()
+
+
 class SdpError(Exception):
     """The remote SDP cannot be used; `reason` is safe to show to the client."""
 
@@ -113,7 +140,7 @@ class PublisherPeer:
         loopback_only: bool,
         on_state: Callable[[str], None],
     ) -> None:
-        self.pc = RTCPeerConnection(configuration)
+        self.pc = _new_peer_connection(configuration)
         self._forwarding = forwarding
         self._loopback_only = loopback_only
         self._arrived: list[tuple[RTCRtpTransceiver, MediaStreamTrack]] = []
@@ -192,7 +219,7 @@ class PublisherPeer:
     async def close(self) -> None:
         for mid in list(self.sources):
             await self.stop_source(mid)
-        await self.pc.close()
+        await _close_peer_connection(self.pc)
 
 
 @dataclass
@@ -216,7 +243,7 @@ class SubscriberPeer:
         loopback_only: bool,
         on_state: Callable[[str], None],
     ) -> None:
-        self.pc = RTCPeerConnection(configuration)
+        self.pc = _new_peer_connection(configuration)
         self._loopback_only = loopback_only
         self.chat: RTCDataChannel | None = None
         """Created with the first offer, after that offer's transceivers: aiortc 1.16 with
@@ -300,7 +327,7 @@ class SubscriberPeer:
             subscription.track.stop()
         self.subscriptions.clear()
         self._retired.clear()
-        await self.pc.close()
+        await _close_peer_connection(self.pc)
 
 
 async def _add_candidate(

@@ -1,0 +1,198 @@
+"""The SFU running in this process: no decoding on forwarded tracks, no leaks, clean drops."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+from collections import Counter
+
+import aiortc.rtcrtpreceiver
+import av
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+
+from media import aiortc_hooks
+from media.forwarding import TrackForwarder
+from media.peers import PEER_CONNECTIONS
+from media.synthetic import PaintedVideoTrack, ToneAudioTrack
+from signaling.client import ParloirClient, ReceivedTrack
+from signaling.permissions import Role
+from tests.conftest import InProcessServer
+
+
+class FrameCounter:
+    """Counts encoded frames of a received track without decoding them."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.keyframes = 0
+
+    def push(self, packet: av.Packet, keyframe: bool) -> None:
+        self.frames += 1
+        self.keyframes += int(keyframe)
+
+
+def count_without_decoding(client: ParloirClient, received: ReceivedTrack) -> FrameCounter:
+    receiver: RTCRtpReceiver = next(
+        t.receiver
+        for t in client.subscriber_pc.getTransceivers()
+        if t.receiver.track is received.track
+    )
+    counter = FrameCounter()
+    TrackForwarder(receiver, received.track).add_consumer(counter)
+    return counter
+
+
+async def connect(
+    server: InProcessServer, room: str, identity: str, role: Role = Role.PUBLISHER
+) -> ParloirClient:
+    client = ParloirClient(server.url, token=server.token(room, identity, role), room=room)
+    await client.connect()
+    return client
+
+
+async def test_forwarded_tracks_are_never_decoded_on_the_server(
+    inprocess_server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoders: Counter[str] = Counter()
+    real_get_decoder = aiortc.rtcrtpreceiver.get_decoder
+
+    def counting_get_decoder(codec):  # type: ignore[no-untyped-def]
+        decoders[codec.mimeType] += 1
+        return real_get_decoder(codec)
+
+    monkeypatch.setattr(aiortc.rtcrtpreceiver, "get_decoder", counting_get_decoder)
+    publisher = await connect(inprocess_server, "nodecode", "pub")
+    subscribers = [
+        await connect(inprocess_server, "nodecode", f"sub{i}", Role.SUBSCRIBER) for i in range(2)
+    ]
+    try:
+        publication = await publisher.publish(
+            audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 30)
+        )
+        counters = []
+        for subscriber in subscribers:
+            for kind in ("audio", "video"):
+                received = await subscriber.wait_for_track(publication["id"], kind)
+                counters.append(count_without_decoding(subscriber, received))
+        await asyncio.sleep(2.0)
+        assert all(c.frames > 20 for c in counters), [c.frames for c in counters]
+        room = inprocess_server.registry.rooms["nodecode"]
+        sources = room.live_publications()[0].sources
+        assert sources["video"].stats.frames > 40
+        assert sources["video"].consumer_count == 2
+        # Neither the SFU nor the (tapped) subscribers ever built a decoder.
+        assert decoders == Counter()
+    finally:
+        await asyncio.gather(*(s.leave() for s in subscribers), publisher.leave())
+
+
+async def test_subscriber_keyframe_request_reaches_the_publisher_coalesced(
+    inprocess_server: InProcessServer,
+) -> None:
+    publisher = await connect(inprocess_server, "pli", "pub")
+    subscriber = await connect(inprocess_server, "pli", "sub", Role.SUBSCRIBER)
+    try:
+        publication = await publisher.publish(video=PaintedVideoTrack(320, 240, 30))
+        received = await subscriber.wait_for_track(publication["id"], "video")
+        await asyncio.wait_for(received.track.recv(), 5)
+        source = inprocess_server.registry.rooms["pli"].live_publications()[0].sources["video"]
+        before = source.keyframe_requests.sent
+        sender = next(
+            t.sender
+            for t in inprocess_server.registry.rooms["pli"]
+            .participants[subscriber.participant_id]
+            .subscriber.pc.getTransceivers()
+            if t.kind == "video"
+        )
+        # Ten PLIs from the subscriber within 0.1 s become one upstream now and one merged later.
+        for _ in range(10):
+            sender._send_keyframe()
+        await asyncio.sleep(0.8)
+        assert source.keyframe_requests.sent - before in (1, 2)
+        assert source.stats.keyframes >= 2
+    finally:
+        await asyncio.gather(subscriber.leave(), publisher.leave())
+
+
+def unclosed_peer_connections() -> int:
+    """Peer connections nobody called close() on (a remote close alone does not count)."""
+    return sum(
+        1
+        for obj in gc.get_objects()
+        if isinstance(obj, RTCPeerConnection) and not obj._RTCPeerConnection__isClosed
+    )
+
+
+async def test_twenty_join_leave_cycles_leak_no_peer_connection_or_task(
+    inprocess_server: InProcessServer,
+) -> None:
+    rng = random.Random(7)
+
+    async def cycle(n: int) -> None:
+        publisher = await connect(inprocess_server, "cycles", f"pub{n}")
+        subscriber = await connect(inprocess_server, "cycles", f"sub{n}", Role.SUBSCRIBER)
+        publication = await publisher.publish(
+            audio=ToneAudioTrack(), video=PaintedVideoTrack(160, 120, 15)
+        )
+        received = await subscriber.wait_for_track(publication["id"], "video")
+        await asyncio.wait_for(received.track.recv(), 5)
+        # Half the time the subscriber's socket just drops, its media still up: the server
+        # must close its side by itself.
+        if rng.random() < 0.5:
+            assert subscriber._ws is not None
+            await subscriber._ws.close()
+            await asyncio.sleep(0.2)
+            await subscriber.close()
+        else:
+            await subscriber.leave()
+        await publisher.leave()
+
+    await cycle(0)
+    await asyncio.sleep(0.5)
+    gc.collect()
+    opened_before = PEER_CONNECTIONS.opened
+    tasks_before = len(asyncio.all_tasks())
+    for n in range(1, 21):
+        await cycle(n)
+    for _ in range(50):
+        if not inprocess_server.registry.rooms:
+            break
+        await asyncio.sleep(0.1)
+    assert inprocess_server.registry.rooms == {}
+    await asyncio.sleep(1.0)
+    gc.collect()
+    assert unclosed_peer_connections() == 0
+    assert PEER_CONNECTIONS.opened - opened_before == 20 * 3  # publisher: 2, subscriber: 1
+    assert PEER_CONNECTIONS.open == 0
+    assert len(asyncio.all_tasks()) <= tasks_before + 2, asyncio.all_tasks()
+
+
+async def test_dropped_socket_tells_the_others_network_disconnected(
+    inprocess_server: InProcessServer,
+) -> None:
+    a = await connect(inprocess_server, "drop", "a")
+    b = await connect(inprocess_server, "drop", "b")
+    try:
+        b_id = b.participant_id
+        await b.close()  # no `leave`: the socket just goes away
+        left = await a.wait_for(lambda m: m["type"] == "participant-left")
+        assert left == {
+            "type": "participant-left",
+            "participant_id": b_id,
+            "reason": "networkDisconnected",
+        }
+        assert list(inprocess_server.registry.rooms["drop"].participants) == [a.participant_id]
+    finally:
+        await a.leave()
+
+
+def test_aiortc_private_hooks_are_present() -> None:
+    aiortc_hooks.verify_hooks()
+
+
+def test_missing_private_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(aiortc.RTCRtpReceiver, "_send_rtcp_pli")
+    with pytest.raises(aiortc_hooks.AiortcHooksMissing, match="_send_rtcp_pli"):
+        aiortc_hooks.verify_hooks()
