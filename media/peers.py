@@ -53,6 +53,8 @@ def _new_peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
 
 
 async def _close_peer_connection(pc: RTCPeerConnection) -> None:
+    # A close the SFU decides is not a connection loss: nobody is told about its state change.
+    pc.remove_all_listeners("connectionstatechange")
     if not getattr(pc, "_parloir_closed", False):
         pc._parloir_closed = True  # type: ignore[attr-defined]
         PEER_CONNECTIONS.closed += 1
@@ -62,10 +64,15 @@ async def _close_peer_connection(pc: RTCPeerConnection) -> None:
 class SdpError(Exception):
     """The remote SDP cannot be used; `reason` is safe to show to the client."""
 
-    def __init__(self, reason: str, *, codec_unsupported: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, codec_unsupported: bool = False, peer_damaged: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.codec_unsupported = codec_unsupported
+        self.peer_damaged = peer_damaged
+        """aiortc failed half-way through applying it: the peer connection cannot be trusted
+        (aiortc has no rollback) and must be replaced."""
 
 
 def parse_sdp(sdp: str, loopback_only: bool) -> tuple[str, SessionDescription]:
@@ -193,10 +200,8 @@ class PublisherPeer:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
-        except SdpError:
-            raise
         except Exception as exc:
-            raise SdpError(f"offer could not be applied: {exc}") from exc
+            raise SdpError(f"offer could not be applied: {exc}", peer_damaged=True) from exc
         result = OfferResult(answer_sdp=self.pc.localDescription.sdp, video_codec=video_codec)
         for transceiver, track in self._arrived:
             mid = transceiver.mid or ""

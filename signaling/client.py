@@ -249,11 +249,17 @@ class ParloirClient:
         publish_id = f"p{self._next_id}"
         start = len(self.events.messages)
         await self.send({**announce, "id": publish_id})
-        answer = await self.request(
-            {"type": "offer", "pc": "publisher", "sdp": pc.localDescription.sdp},
-            expect="answer",
-            timeout=timeout,
-        )
+        try:
+            answer = await self.request(
+                {"type": "offer", "pc": "publisher", "sdp": pc.localDescription.sdp},
+                expect="answer",
+                timeout=timeout,
+            )
+        except ServerError:
+            # The server discarded or never accepted this peer connection: start afresh.
+            await pc.close()
+            self.publisher_pc = None
+            raise
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         published = await self.wait_for(
             lambda m: m.get("id") == publish_id and m["type"] in ("published", "error"),

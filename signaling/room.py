@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.config import MediaSettings
-from media.peers import SdpError
+from media.peers import SdpError, close_quietly
 from signaling.errors import ErrorCode, SignalingError
 from signaling.participant import Participant
 from signaling.protocol import (
@@ -129,6 +129,9 @@ class Room:
         except SdpError as exc:
             participant.pending.clear()
             code = ErrorCode.CODEC_UNSUPPORTED if exc.codec_unsupported else ErrorCode.BAD_SDP
+            if exc.peer_damaged:
+                await self._discard_publisher(participant)
+                code = ErrorCode.NEGOTIATION_FAILED if participant.publications else code
             raise SignalingError(code, exc.reason) from exc
         if result.video_codec is not None and self.codec is None:
             self.codec = result.video_codec
@@ -147,6 +150,15 @@ class Room:
                 participant.publications[publication.id] = publication
                 went_live.append(publication)
         return result.answer_sdp, went_live
+
+    async def _discard_publisher(self, participant: Participant) -> None:
+        """Replace a publisher peer connection aiortc left half-configured: its publications
+        end (the client publishes again on a fresh one)."""
+        for publication in list(participant.publications.values()):
+            await self._retire(participant, publication, "negotiationFailed")
+        if participant.publisher is not None:
+            await close_quietly(participant.publisher)
+            participant.publisher = None
 
     async def announce_live(self, participant: Participant, publication: Publication) -> None:
         self.observer.publication_changed(self, publication, True)
