@@ -1,0 +1,1 @@
+"""Benchmarks run against a real `parloir serve` subprocess (`parloir bench ...`)."""

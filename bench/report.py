@@ -1,0 +1,164 @@
+"""The printed form of a forwarding benchmark: one table, ratio lines, targets, what went wrong."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.forwarding import ForwardingBenchmark, RunFigures
+
+OTHER_LOAD_CORES = 0.2
+"""Load from outside the benchmark above this is worth a note."""
+
+COLUMNS = (
+    ("mode", "<"),
+    ("N", ">"),
+    ("server CPU-s/s", ">"),
+    ("per sub CPU-s/s", ">"),
+    ("fps min/med", ">"),
+    ("audio pkt/s", ">"),
+    ("first frame p50/max s", ">"),
+    ("latency p50/p95 ms", ">"),
+    ("content", "<"),
+    ("pub fps", ">"),
+    ("server RSS MB", ">"),
+    ("other procs cores", ">"),
+)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pair(a: float | None, b: float | None, digits: int) -> str:
+    if a is None and b is None:
+        return "-"
+    return f"{_num(a, digits)}/{_num(b, digits)}"
+
+
+def _content(run: RunFigures) -> str:
+    if run.content_ok is None:
+        return "-"
+    if run.content_ok:
+        return "ok"
+    content = run.content or {}
+    problems = [
+        f"{k}={v}" for k, v in content.items() if v and k not in ("frames_decoded", "skipped")
+    ]
+    return "BAD " + (",".join(problems) or "no frames")
+
+
+def _row(run: RunFigures) -> list[str]:
+    receiving = (
+        ""
+        if run.subscribers == 0 or run.receiving == run.subscribers
+        else (f" ({run.receiving} recv)")
+    )
+    return [
+        run.mode,
+        str(run.subscribers),
+        _num(run.server_cpu_s_per_s, 3),
+        _num(run.per_subscriber_cpu_s_per_s, 4),
+        _pair(run.fps_min, run.fps_median, 1) + receiving,
+        _num(run.audio_pps_median, 1),
+        _pair(run.first_frame_s_p50, run.first_frame_s_max, 2),
+        _pair(run.latency_ms_p50, run.latency_ms_p95, 0),
+        _content(run),
+        _num(run.publisher_fps, 1),
+        _num(run.server_rss_mb, 0),
+        _num(run.other_processes_cores, 2),
+    ]
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    header = [name for name, _ in COLUMNS]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            f"{cell:{align}{width}}"
+            for cell, (_, align), width in zip(row, COLUMNS, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_report(result: ForwardingBenchmark) -> str:
+    env = result.environment
+    lines = [
+        f"parloir bench forwarding: {result.codec.upper()} {env['video']} + Opus, "
+        f"{result.window_s:g} s windows after {result.warmup_s:g} s warm-up, "
+        f"{env['cpus']} CPUs, Python {env['python']}, aiortc {env['aiortc']}, av {env['av']}",
+        "server CPU = user+system of the server process over the window; "
+        "per sub = (CPU(N) - CPU(0)) / N",
+        "",
+    ]
+    lines += _table([_row(run) for run in result.runs])
+    lines.append("")
+    for ratio in result.ratios:
+        p, r = ratio.passthrough_per_subscriber, ratio.relay_per_subscriber
+        times = (
+            f" -> {ratio.relay_over_passthrough:.1f}x cheaper"
+            if ratio.relay_over_passthrough is not None
+            else ""
+        )
+        lines.append(
+            f"N={ratio.subscribers}: passthrough {_num(p, 4)} CPU-s/s per subscriber, "
+            f"relay {_num(r, 4)}{times}"
+        )
+    targets = result.targets
+    if targets is not None:
+        at = f"N={targets.subscribers}"
+        if targets.subscribers != 16:
+            at += " (the target is stated at N=16)"
+        lines.append(
+            f"target: passthrough <= {targets.per_subscriber_max} CPU-s/s per subscriber at {at}: "
+            f"{_verdict(targets.per_subscriber_met)} ({_num(targets.per_subscriber, 4)})"
+        )
+        ratio_text = "-" if targets.ratio is None else f"{targets.ratio:.1f}x"
+        lines.append(
+            f"target: passthrough >= {targets.ratio_min:g}x cheaper than relay at {at}: "
+            f"{_verdict(targets.ratio_met)} ({ratio_text})"
+        )
+    notes = _notes(result)
+    if notes:
+        lines.append("")
+        lines += [f"note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _verdict(met: bool | None) -> str:
+    return "not measured" if met is None else ("MET" if met else "NOT MET")
+
+
+def _notes(result: ForwardingBenchmark) -> list[str]:
+    notes = []
+    for run in result.runs:
+        where = f"{run.mode} N={run.subscribers}"
+        if run.other_processes_cores > OTHER_LOAD_CORES:
+            notes.append(
+                f"{where}: other processes kept {run.other_processes_cores:.2f} cores busy "
+                "during the window; the figures may be skewed"
+            )
+        if run.subscribers == 0:
+            continue
+        if run.receiving < run.subscribers:
+            notes.append(
+                f"{where}: only {run.receiving} of {run.subscribers} subscribers got video"
+            )
+        if not run.fps_held:
+            cause = ""
+            if not run.publisher_held:
+                cause = f"; the publisher itself only painted {run.publisher_fps:.1f} fps"
+            elif run.mode == "relay":
+                cause = (
+                    "; the relay could not keep up, so its CPU figure is capped and the ratio "
+                    "understates the difference"
+                )
+            notes.append(f"{where}: fps not held (slowest {_num(run.fps_min, 1)}){cause}")
+        if run.content_ok is False:
+            notes.append(f"{where}: subscriber 0 saw wrong content: {run.content}")
+        notes += [f"{where}: {error}" for error in run.errors]
+    notes += result.errors
+    return notes
