@@ -316,7 +316,7 @@ class SubscriberPeer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
-            raise SdpError(f"answer could not be applied: {exc}") from exc
+            raise SdpError(f"answer could not be applied: {exc}", peer_damaged=True) from exc
         retired, self._retired = self._retired, []
         for subscription in retired:
             with contextlib.suppress(Exception):

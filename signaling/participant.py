@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from media.config import MediaSettings
-from media.peers import PublisherPeer, SubscriberPeer, close_quietly
+from media.peers import PublisherPeer, SdpError, SubscriberPeer, close_quietly
 from signaling.permissions import Grant
 from signaling.protocol import event_offer
 from signaling.publication import Publication
@@ -20,6 +20,9 @@ from signaling.publication import Publication
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+ANSWER_TIMEOUT_S = 20.0
+"""A client that leaves a subscriber offer unanswered this long has a broken media path."""
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Participant:
     _awaiting_answer: bool = False
     _offer_wanted: bool = False
     _offer_task: asyncio.Task[None] | None = None
+    _answer_deadline: asyncio.TimerHandle | None = None
     _closed: bool = False
 
     @property
@@ -107,12 +111,28 @@ class Participant:
                 self.on_connection_lost(self)
                 return
             self._awaiting_answer = True
+            self._answer_deadline = asyncio.get_running_loop().call_later(
+                ANSWER_TIMEOUT_S, self._answer_overdue
+            )
             await self.send(event_offer(sdp, subscriptions))
+
+    def _answer_overdue(self) -> None:
+        if self._awaiting_answer and not self._closed:
+            log.info("participant %s never answered the subscriber offer", self.id)
+            self.on_connection_lost(self)
 
     async def accept_subscriber_answer(self, sdp: str) -> None:
         assert self.subscriber is not None
-        await self.subscriber.handle_answer(sdp)
+        try:
+            await self.subscriber.handle_answer(sdp)
+        except SdpError as exc:
+            if exc.peer_damaged:
+                # aiortc cannot roll back: the client must reconnect with fresh connections.
+                self.on_connection_lost(self)
+            raise
         self._awaiting_answer = False
+        if self._answer_deadline is not None:
+            self._answer_deadline.cancel()
         if self._offer_wanted:
             self.request_subscriber_offer()
 
@@ -120,6 +140,8 @@ class Participant:
         if self._closed:
             return
         self._closed = True
+        if self._answer_deadline is not None:
+            self._answer_deadline.cancel()
         if self._offer_task is not None:
             self._offer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

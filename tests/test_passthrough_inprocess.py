@@ -7,11 +7,13 @@ import gc
 import random
 from collections import Counter
 
+import aiohttp
 import aiortc.rtcrtpreceiver
 import av
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 
+import signaling.participant
 from media import aiortc_hooks
 from media.forwarding import TrackForwarder
 from media.peers import PEER_CONNECTIONS
@@ -196,3 +198,46 @@ def test_missing_private_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delattr(aiortc.RTCRtpReceiver, "_send_rtcp_pli")
     with pytest.raises(aiortc_hooks.AiortcHooksMissing, match="_send_rtcp_pli"):
         aiortc_hooks.verify_hooks()
+
+
+async def test_media_connection_closed_under_a_participant_removes_it(
+    inprocess_server: InProcessServer,
+) -> None:
+    a = await connect(inprocess_server, "ice", "a")
+    b = await connect(inprocess_server, "ice", "b")
+    try:
+        for _ in range(100):
+            if b.subscriber_pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        b_id = b.participant_id
+        await b.subscriber_pc.close()  # media gone, signaling socket still open
+        left = await a.wait_for(lambda m: m["type"] == "participant-left")
+        assert left["participant_id"] == b_id and left["reason"] == "networkDisconnected"
+        closed = await b.wait_for_type("socket-closed")
+        assert closed["code"] == 4410
+    finally:
+        await asyncio.gather(a.leave(), b.close())
+
+
+async def test_unanswered_subscriber_offer_drops_the_participant(
+    inprocess_server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signaling.participant, "ANSWER_TIMEOUT_S", 0.5)
+    a = await connect(inprocess_server, "mute", "a")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{inprocess_server.url}/rtc") as ws,
+    ):
+        token = inprocess_server.token("mute", "silent")
+        await ws.send_json({"type": "join", "room": "mute", "token": token})
+        kinds = []
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            kinds.append(frame.json()["type"])  # never answers the offer
+        assert kinds == ["joined", "offer"]
+        assert ws.close_code == 4410
+    left = await a.wait_for(lambda m: m["type"] == "participant-left")
+    assert left["reason"] == "networkDisconnected"
+    await a.leave()
