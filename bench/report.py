@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.forwarding import ForwardingBenchmark, RunFigures
+    from bench.forwarding import ForwardingBenchmark, RunFigures, Targets
 
 OTHER_LOAD_CORES = 0.2
 """Load from outside the benchmark above this is worth a note."""
+
+MEMORY_NOTE_MB = 100.0
 
 COLUMNS = (
     ("mode", "<"),
@@ -116,10 +118,9 @@ def format_report(result: ForwardingBenchmark) -> str:
             f"target: passthrough <= {targets.per_subscriber_max} CPU-s/s per subscriber at {at}: "
             f"{_verdict(targets.per_subscriber_met)} ({_num(targets.per_subscriber, 4)})"
         )
-        ratio_text = "-" if targets.ratio is None else f"{targets.ratio:.1f}x"
         lines.append(
             f"target: passthrough >= {targets.ratio_min:g}x cheaper than relay at {at}: "
-            f"{_verdict(targets.ratio_met)} ({ratio_text})"
+            f"{_verdict(targets.ratio_met)} {_ratio_basis(targets)}"
         )
     notes = _notes(result)
     if notes:
@@ -128,19 +129,40 @@ def format_report(result: ForwardingBenchmark) -> str:
     return "\n".join(lines)
 
 
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def _ratio_basis(targets: Targets) -> str:
+    if targets.ratio_basis == "measured":
+        return f"({_times(targets.ratio)})"
+    if targets.ratio_basis == "relay-held":
+        return (
+            f"on relay's cost where it held the frame rate (N={targets.relay_held_subscribers}): "
+            f"{_times(targets.ratio_vs_relay_held)}; as measured at N={targets.subscribers} "
+            f"{_times(targets.ratio)}, but relay's slowest subscriber got only "
+            f"{_num(targets.relay_fps_min, 1)} fps there"
+        )
+    return f"({_times(targets.ratio)})"
+
+
 def _verdict(met: bool | None) -> str:
     return "not measured" if met is None else ("MET" if met else "NOT MET")
 
 
 def _notes(result: ForwardingBenchmark) -> list[str]:
     notes = []
+    loaded = [run for run in result.runs if run.other_processes_cores > OTHER_LOAD_CORES]
+    if loaded:
+        where = ", ".join(f"{run.mode} N={run.subscribers}" for run in loaded)
+        busiest = max(run.other_processes_cores for run in loaded)
+        notes.append(
+            f"processes outside the benchmark kept up to {busiest:.2f} cores busy during the "
+            f"windows of {where} (see 'other procs cores'): CPU-s/s hold up, fps and latency "
+            "may suffer"
+        )
     for run in result.runs:
         where = f"{run.mode} N={run.subscribers}"
-        if run.other_processes_cores > OTHER_LOAD_CORES:
-            notes.append(
-                f"{where}: other processes kept {run.other_processes_cores:.2f} cores busy "
-                "during the window; the figures may be skewed"
-            )
         if run.subscribers == 0:
             continue
         if run.receiving < run.subscribers:
@@ -160,5 +182,27 @@ def _notes(result: ForwardingBenchmark) -> list[str]:
         if run.content_ok is False:
             notes.append(f"{where}: subscriber 0 saw wrong content: {run.content}")
         notes += [f"{where}: {error}" for error in run.errors]
+    notes += _memory_notes(result)
     notes += result.errors
+    return notes
+
+
+def _memory_notes(result: ForwardingBenchmark) -> list[str]:
+    """A mode whose server grew far beyond the leanest mode's is worth saying out loud."""
+    peaks: dict[str, float] = {}
+    for run in result.runs:
+        peaks[run.mode] = max(peaks.get(run.mode, 0.0), run.server_rss_mb)
+    if len(peaks) < 2:
+        return []
+    leanest = min(peaks, key=lambda mode: peaks[mode])
+    notes = []
+    for mode, peak in peaks.items():
+        if peak > 2 * peaks[leanest] and peak - peaks[leanest] > MEMORY_NOTE_MB:
+            runs = [run for run in result.runs if run.mode == mode]
+            rss = " -> ".join(f"{run.server_rss_mb:.0f}" for run in runs)
+            at = ",".join(str(run.subscribers) for run in runs)
+            notes.append(
+                f"{mode}: server RSS {rss} MB at N={at} "
+                f"({leanest} peaked at {peaks[leanest]:.0f} MB)"
+            )
     return notes
