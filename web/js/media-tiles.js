@@ -1,0 +1,173 @@
+// Video tiles: one for this page's own preview, one per remote participant.
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** One participant's tile: video, name, mute badges and (remote only) an audio element. */
+class Tile {
+  constructor({ participantId, name, local }) {
+    this.participantId = participantId;
+    this.name = name;
+    this.local = local;
+    this.muted = { audio: false, video: false };
+    this.videoTrack = null;
+    this.audioTrack = null;
+
+    this.root = element("figure", local ? "tile tile-local" : "tile");
+    this.root.dataset.participantId = participantId;
+    this.root.setAttribute("aria-label", local ? `${name} (you)` : name);
+
+    this.video = element("video", "tile-video");
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    // Sound goes through the <audio> element; the local preview must never play our own mic.
+    this.video.muted = true;
+    this.video.setAttribute("aria-hidden", "true");
+
+    this.placeholder = element("div", "tile-placeholder");
+    this.placeholder.append(element("span", "tile-initial", initialOf(name)));
+
+    this.caption = element("figcaption", "tile-caption");
+    this.nameLabel = element("span", "tile-name", local ? `${name} (you)` : name);
+    this.badges = element("span", "tile-badges");
+    this.micBadge = element("span", "badge badge-mic", "Mic muted");
+    this.camBadge = element("span", "badge badge-camera", "Camera off");
+    this.micBadge.hidden = true;
+    this.camBadge.hidden = true;
+    this.badges.append(this.micBadge, this.camBadge);
+    this.caption.append(this.nameLabel);
+
+    this.root.append(this.placeholder, this.video, this.caption, this.badges);
+
+    if (!local) {
+      // Remote audio is only decoded while an unmuted element plays it.
+      this.audio = element("audio", "tile-audio");
+      this.audio.autoplay = true;
+      this.root.append(this.audio);
+    } else {
+      this.audio = null;
+    }
+    this._render();
+  }
+
+  setName(name) {
+    this.name = name;
+    this.nameLabel.textContent = this.local ? `${name} (you)` : name;
+    this.root.setAttribute("aria-label", this.local ? `${name} (you)` : name);
+    this.placeholder.firstChild.textContent = initialOf(name);
+  }
+
+  setVideoTrack(track) {
+    this.videoTrack = track;
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track) {
+      track.addEventListener("ended", () => {
+        if (this.videoTrack === track) this.setVideoTrack(null);
+      });
+      this.video.play().catch(() => {}); // autoplay covers it; a muted video is always allowed
+    }
+    this._render();
+  }
+
+  /** Play `track` through the tile's <audio>; resolves false if autoplay was refused. */
+  setAudioTrack(track) {
+    this.audioTrack = track;
+    if (!this.audio) return Promise.resolve(true);
+    this.audio.srcObject = track ? new MediaStream([track]) : null;
+    if (!track) return Promise.resolve(true);
+    return this.audio.play().then(
+      () => true,
+      (error) => error.name !== "NotAllowedError",
+    );
+  }
+
+  setMuted(kind, muted) {
+    this.muted[kind] = Boolean(muted);
+    this._render();
+  }
+
+  _render() {
+    this.micBadge.hidden = !this.muted.audio;
+    this.camBadge.hidden = !this.muted.video;
+    const showVideo = this.videoTrack !== null && !this.muted.video;
+    this.video.hidden = !showVideo;
+    this.placeholder.hidden = showVideo;
+    this.root.classList.toggle("tile-mic-muted", this.muted.audio);
+  }
+
+  stop() {
+    this.video.srcObject = null;
+    if (this.audio) this.audio.srcObject = null;
+    this.root.remove();
+  }
+}
+
+function initialOf(name) {
+  const trimmed = (name || "?").trim();
+  return trimmed ? trimmed[0].toUpperCase() : "?";
+}
+
+export class TileGrid {
+  constructor(container) {
+    this.container = container;
+    this.local = null;
+    this.remote = new Map(); // participant id -> Tile
+  }
+
+  showLocal(participantId, name) {
+    if (!this.local) {
+      this.local = new Tile({ participantId, name, local: true });
+      this.container.prepend(this.local.root);
+    } else {
+      this.local.participantId = participantId;
+      this.local.root.dataset.participantId = participantId;
+      this.local.setName(name);
+    }
+    this._layout();
+    return this.local;
+  }
+
+  /** The tile of a remote participant, created on first use. */
+  remoteTile(participantId, name) {
+    let tile = this.remote.get(participantId);
+    if (!tile) {
+      tile = new Tile({ participantId, name: name || "Guest", local: false });
+      this.remote.set(participantId, tile);
+      this.container.append(tile.root);
+      this._layout();
+    } else if (name && name !== tile.name) {
+      tile.setName(name);
+    }
+    return tile;
+  }
+
+  removeRemote(participantId) {
+    const tile = this.remote.get(participantId);
+    if (!tile) return;
+    tile.stop();
+    this.remote.delete(participantId);
+    this._layout();
+  }
+
+  clear() {
+    for (const id of [...this.remote.keys()]) this.removeRemote(id);
+    if (this.local) {
+      this.local.stop();
+      this.local = null;
+    }
+    this._layout();
+  }
+
+  _layout() {
+    // The grid's column count follows the number of tiles (see app.css .tiles-N).
+    const count = this.container.children.length;
+    for (const name of [...this.container.classList]) {
+      if (name.startsWith("tiles-")) this.container.classList.remove(name);
+    }
+    this.container.classList.add(`tiles-${Math.min(count, 9)}`);
+  }
+}

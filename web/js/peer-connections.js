@@ -1,0 +1,155 @@
+// The two peer connections with the SFU (PROTOCOL.md "Peer connections").
+//   publisher:  this page offers its own tracks (sendonly), the server answers.
+//   subscriber: the server offers everyone else's tracks, this page answers.
+// SDPs are sent once ICE gathering completes (capped, so a slow interface cannot stall the
+// call); candidates found after that are trickled with `ice` messages.
+
+const GATHERING_CAP_MS = 2000;
+
+function rtcConfiguration(iceServers) {
+  return {
+    iceServers: (iceServers || []).map((url) => ({ urls: url })),
+    bundlePolicy: "max-bundle",
+    rtcpMuxPolicy: "require",
+  };
+}
+
+/** Resolve when `pc` has gathered all candidates, or after `capMs`, whichever comes first. */
+export function iceGatheringDone(pc, capMs = GATHERING_CAP_MS) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const finish = (complete) => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve(complete);
+    };
+    const check = () => {
+      if (pc.iceGatheringState === "complete") finish(true);
+    };
+    const timer = setTimeout(() => finish(false), capMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** Shared part: the RTCPeerConnection, late-candidate trickling, close. */
+class SfuConnection {
+  constructor(role, signaling, iceServers) {
+    this.role = role; // "publisher" | "subscriber"
+    this.signaling = signaling;
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers));
+    this._sdpSent = false;
+    this.pc.addEventListener("icecandidate", (event) => this._trickle(event.candidate));
+  }
+
+  /** Wait (capped) for gathering, then return the local SDP to send; later candidates trickle. */
+  async _localSdpToSend() {
+    await iceGatheringDone(this.pc);
+    this._sdpSent = true;
+    return this.pc.localDescription.sdp;
+  }
+
+  _trickle(candidate) {
+    // Before the first SDP is sent its candidates travel inside it.
+    if (!this._sdpSent) return;
+    this.signaling.send({
+      type: "ice",
+      pc: this.role,
+      candidate: candidate ? candidate.candidate : "",
+      sdp_mid: candidate && candidate.sdpMid !== null ? candidate.sdpMid : undefined,
+      sdp_mline_index:
+        candidate && candidate.sdpMLineIndex !== null ? candidate.sdpMLineIndex : undefined,
+    });
+  }
+
+  close() {
+    this.pc.close();
+  }
+}
+
+/** Carries this page's own camera and microphone. */
+export class PublisherConnection extends SfuConnection {
+  constructor(signaling, iceServers) {
+    super("publisher", signaling, iceServers);
+    this.transceivers = {}; // kind -> RTCRtpTransceiver
+  }
+
+  /**
+   * Publish `tracks` ({audio, video}, either may be null) as one `camera` publication:
+   * `publish` announcing the mids, then the `offer` carrying them. Resolves with the live
+   * publication from `published`.
+   */
+  async publish(stream, tracks, { videoType = "camera", muted = {} } = {}) {
+    for (const kind of ["audio", "video"]) {
+      if (tracks[kind]) {
+        this.transceivers[kind] = this.pc.addTransceiver(tracks[kind], {
+          direction: "sendonly",
+          streams: [stream],
+        });
+      }
+    }
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    const announce = { type: "publish", video_type: videoType };
+    for (const [kind, transceiver] of Object.entries(this.transceivers)) {
+      announce[`${kind}_mid`] = transceiver.mid;
+      announce[`${kind}_muted`] = Boolean(muted[kind]);
+    }
+    const publishId = this.signaling.newId();
+    const published = this.signaling.waitForReply(publishId, ["published"], 20000);
+    published.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
+    this.signaling.send({ ...announce, id: publishId });
+    const sdp = await this._localSdpToSend();
+    const answer = await this.signaling.request(
+      { type: "offer", pc: "publisher", sdp },
+      ["answer"],
+      20000,
+    );
+    await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    const reply = await published;
+    return reply.publication;
+  }
+}
+
+/**
+ * Receives everyone else's tracks. `onTrack(track, subscription)` gets each new remote track
+ * with its {mid, publication_id, participant_id, kind} from the offer that introduced it.
+ */
+export class SubscriberConnection extends SfuConnection {
+  constructor(signaling, iceServers, onTrack) {
+    super("subscriber", signaling, iceServers);
+    this.subscriptions = new Map(); // mid -> subscription entry of the latest offer
+    this._queue = Promise.resolve();
+    this.chat = null;
+    this.pc.addEventListener("track", (event) => {
+      const mid = event.transceiver ? event.transceiver.mid : null;
+      const entry = this.subscriptions.get(mid);
+      if (entry) onTrack(event.track, entry);
+      else console.warn(`parloir: track on unknown mid ${mid}`);
+    });
+    this.pc.addEventListener("datachannel", (event) => {
+      if (event.channel.label === "chat") this.chat = event.channel;
+    });
+  }
+
+  /** Answer a server `offer`; offers are handled one at a time, in order. */
+  handleOffer(message) {
+    const run = this._queue.then(() => this._answer(message));
+    this._queue = run.catch(() => {});
+    return run;
+  }
+
+  async _answer(message) {
+    // The mapping must be known before setRemoteDescription fires `track`.
+    this.subscriptions = new Map(message.subscriptions.map((entry) => [entry.mid, entry]));
+    await this.pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    const sdp = await this._localSdpToSend();
+    await this.signaling.request({ type: "answer", pc: "subscriber", sdp }, ["ack"], 20000);
+  }
+
+  /** The subscription entry currently carried on `mid`, if any. */
+  subscriptionOf(mid) {
+    return this.subscriptions.get(mid) || null;
+  }
+}
