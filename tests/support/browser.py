@@ -1,0 +1,282 @@
+"""Real headless Chromium for the browser tests: launch flags, fake camera/mic files, checks.
+
+Follows /work/shared/BROWSER.md: Debian's /usr/bin/chromium driven by Playwright over CDP,
+loopback-only networking, Y4M/WAV files generated at test time and fed as the fake devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    # Without it Chromium gathers no 127.0.0.1 candidate and ICE with a loopback SFU fails.
+    "--allow-loopback-in-peer-connection",
+    # mDNS (*.local) candidates would make aioice try multicast resolution.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # The --disable-* flags do not stop every background DNS lookup; this does.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+THUMB_WIDTH, THUMB_HEIGHT = 16, 12
+
+
+def chromium_args(
+    *,
+    video_file: Path | None = None,
+    audio_file: Path | None = None,
+    deny_camera_and_mic: bool = False,
+) -> list[str]:
+    args = list(CHROMIUM_ARGS)
+    if deny_camera_and_mic:
+        # The permission prompt is refused instead of auto-accepted: getUserMedia rejects with
+        # NotAllowedError, as when a user clicks "Block".
+        args.remove("--use-fake-ui-for-media-stream")
+        args.append("--deny-permission-prompts")
+    if video_file is not None:
+        args.append(f"--use-file-for-fake-video-capture={video_file.resolve()}")
+    if audio_file is not None:
+        args.append(f"--use-file-for-fake-audio-capture={audio_file.resolve()}")
+    return args
+
+
+@asynccontextmanager
+async def launched_chromium(
+    playwright: Any,
+    *,
+    video_file: Path | None = None,
+    audio_file: Path | None = None,
+    deny_camera_and_mic: bool = False,
+) -> AsyncIterator[Any]:
+    """One Chromium process with its own fresh profile and its own fake camera and mic."""
+    browser = await playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=chromium_args(
+            video_file=video_file,
+            audio_file=audio_file,
+            deny_camera_and_mic=deny_camera_and_mic,
+        ),
+        timeout=60_000,
+    )
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+# ---- fake devices ---------------------------------------------------------------------------
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Luma (BT.601 weights) of an RGB image in 0..255, the same formula THUMBNAIL_JS uses."""
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def thumbnail(grey: np.ndarray) -> np.ndarray:
+    """Block-average a grey image whose size is a multiple of 16x12 down to 16x12."""
+    height, width = grey.shape
+    by, bx = height // THUMB_HEIGHT, width // THUMB_WIDTH
+    cropped = grey[: by * THUMB_HEIGHT, : bx * THUMB_WIDTH]
+    return cropped.reshape(THUMB_HEIGHT, by, THUMB_WIDTH, bx).mean(axis=(1, 3))
+
+
+def astronaut_frames(width: int = 320, height: int = 240, frames: int = 45) -> list[np.ndarray]:
+    """RGB uint8 frames of a crop window panning over skimage's astronaut photo.
+
+    The photo is scaled to 1.25x the frame width; the window follows a Lissajous path with one
+    full period per clip, so Chromium's looping of the file is seamless.
+    """
+    from skimage import data
+    from skimage.transform import resize
+
+    side = int(round(width * 1.25))
+    photo = resize(data.astronaut(), (side, side), anti_aliasing=True, preserve_range=True)
+    photo = photo.astype(np.uint8)
+    slack_x, slack_y = side - width, min(side - height, width // 4)
+    out = []
+    for index in range(frames):
+        phase = 2 * math.pi * index / frames
+        x = int(round(slack_x / 2 * (1 + math.sin(phase))))
+        y = int(round(slack_y / 2 * (1 + math.sin(2 * phase))))
+        out.append(np.ascontiguousarray(photo[y : y + height, x : x + width]))
+    return out
+
+
+def _rgb_to_i420(rgb: np.ndarray) -> bytes:
+    """BT.601 limited-range Y'CbCr 4:2:0 with 2x2-averaged chroma."""
+    r, g, b = (rgb[..., i].astype(np.float64) / 255.0 for i in range(3))
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+
+    def down(plane: np.ndarray) -> np.ndarray:
+        h, w = plane.shape
+        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = (y, down(cb), down(cr))
+    return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 15) -> None:
+    """Write RGB frames as a Y4M clip Chromium accepts as a fake camera (BROWSER.md §6)."""
+    height, width = frames[0].shape[:2]
+    header = f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode()
+    assert len(header) <= 200 and width % 2 == 0 and height % 2 == 0
+    with open(path, "wb") as out:
+        out.write(header)
+        for frame in frames:
+            out.write(b"FRAME\n")
+            out.write(_rgb_to_i420(frame))
+
+
+def write_astronaut_y4m(
+    path: Path, width: int = 320, height: int = 240, fps: int = 15, frames: int = 45
+) -> np.ndarray:
+    """Write the astronaut clip; return the 16x12 grey thumbnails of its frames (N, 12, 16)."""
+    rgb = astronaut_frames(width, height, frames)
+    write_y4m(path, rgb, fps)
+    return np.stack([thumbnail(_grey(frame.astype(np.float64))) for frame in rgb])
+
+
+def write_tone_wav(
+    path: Path, frequency: float = 440.0, seconds: float = 2.0, rate: int = 48_000
+) -> None:
+    """A mono 16-bit sine WAV (Chromium loops it as the fake microphone)."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.5 * 32767 * np.sin(2 * math.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+
+
+# ---- checks in the page ---------------------------------------------------------------------
+
+# Draws a <video> at 160x120 and block-averages it to a 16x12 grey thumbnail (row-major).
+THUMBNAIL_JS = """
+(video) => {
+  const w = 160, h = 120, tw = 16, th = 12;
+  const canvas = document.createElement("canvas");
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, w, h);
+  const pixels = ctx.getImageData(0, 0, w, h).data;
+  const out = new Array(tw * th).fill(0);
+  const bx = w / tw, by = h / th;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4;
+      const grey = 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+      out[Math.floor(y / by) * tw + Math.floor(x / bx)] += grey / (bx * by);
+    }
+  }
+  return out;
+}
+"""
+
+# Inbound RTP stats of the subscriber peer connection, by kind.
+INBOUND_RTP_JS = """
+async (kind) => {
+  const pc = window.parloir.pcs.subscriber;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let found = null;
+  stats.forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === kind) {
+      if (!found || (report.packetsReceived || 0) > (found.packetsReceived || 0)) {
+        found = {
+          packetsReceived: report.packetsReceived || 0,
+          framesDecoded: report.framesDecoded || 0,
+          totalAudioEnergy: report.totalAudioEnergy || 0,
+          bytesReceived: report.bytesReceived || 0,
+        };
+      }
+    }
+  });
+  return found;
+}
+"""
+
+# The selected ICE pair's two addresses for a peer connection ("subscriber" or "publisher").
+SELECTED_PAIR_JS = """
+async (which) => {
+  const pc = window.parloir.pcs[which];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pairId = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  if (!pairId) return null;
+  const pair = stats.get(pairId);
+  return [stats.get(pair.localCandidateId).address, stats.get(pair.remoteCandidateId).address];
+}
+"""
+
+
+def remote_video_handle_js(participant_id: str) -> str:
+    """JS expression: the <video> of `participant_id`'s tile, or null."""
+    return (
+        "(window.parloir.remoteTiles.find(t => t.participantId === "
+        f"{participant_id!r})?.video ?? null)"
+    )
+
+
+async def video_thumbnail(page: Any, participant_id: str) -> np.ndarray:
+    """16x12 grey thumbnail of what the page shows for `participant_id`'s camera."""
+    handle = await page.evaluate_handle(remote_video_handle_js(participant_id))
+    values = await page.evaluate(THUMBNAIL_JS, handle)
+    return np.asarray(values, dtype=np.float64).reshape(THUMB_HEIGHT, THUMB_WIDTH)
+
+
+def best_match_rmse(thumb: np.ndarray, reference: np.ndarray) -> float:
+    """RMSE between a thumbnail and its best-matching reference frame thumbnail."""
+    errors = np.sqrt(((reference - thumb[None, :, :]) ** 2).mean(axis=(1, 2)))
+    return float(errors.min())
+
+
+async def inbound_rtp(page: Any, kind: str) -> dict[str, float] | None:
+    result: dict[str, float] | None = await page.evaluate(INBOUND_RTP_JS, kind)
+    return result
+
+
+async def wait_until(
+    page: Any, expression: str, arg: Any = None, *, timeout_s: float = 20.0, what: str = ""
+) -> Any:
+    """Poll a JS function `(arg) => value` every 0.2 s until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await page.evaluate(expression, arg)
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or expression}: {last!r}")
