@@ -255,8 +255,17 @@ class SubscriberPeer:
         MAX_BUNDLE breaks when a data channel is created before the first transceivers of the
         same offer (it stops the shared transport)."""
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self.on_chat_open: Callable[[], None] = lambda: None
+        self.on_chat_message: Callable[[str | bytes], None] = lambda raw: None
         self._retired: list[Subscription] = []
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    def send_chat(self, text: str) -> bool:
+        """Queue one frame on the chat channel; False while it is not open yet."""
+        if self.chat is None or self.chat.readyState != "open":
+            return False
+        self.chat.send(text)
+        return True
 
     def subscribe(
         self,
@@ -296,6 +305,8 @@ class SubscriberPeer:
         await settle_before_renegotiation(self.pc)
         if self.chat is None:
             self.chat = self.pc.createDataChannel("chat", ordered=True)
+            self.chat.on("open", lambda: self.on_chat_open())
+            self.chat.on("message", lambda raw: self.on_chat_message(raw))
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         mapping = [

@@ -52,7 +52,9 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         forwarding=settings.forwarding,
         preferred_video_codec=settings.video_codec,
     )
-    app[REGISTRY] = RoomRegistry(media=media, observer=app[ATTENDANCE])
+    app[REGISTRY] = RoomRegistry(
+        media=media, observer=app[ATTENDANCE], grace_s=settings.room_grace_s
+    )
     yield
     await app[REGISTRY].close()
 

@@ -39,6 +39,8 @@ class Settings:
     """Largest inbound WebSocket message; larger ones get an error."""
     join_timeout_s: float = 10.0
     """A socket that has not joined by then is closed."""
+    room_grace_s: float = 30.0
+    """An empty room (and its chat history) is closed after this long."""
     log_json: bool = False
     """Log JSON lines instead of text."""
 
@@ -76,6 +78,7 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_FORWARDING": ("forwarding", str.lower),
     "PARLOIR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
+    "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
 }
 
@@ -104,6 +107,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"video codec {settings.video_codec!r} is not one of {VIDEO_CODECS}")
     if settings.forwarding not in FORWARDING_MODES:
         raise SettingsError(f"forwarding {settings.forwarding!r} is not one of {FORWARDING_MODES}")
+    if settings.room_grace_s < 0 or settings.join_timeout_s <= 0:
+        raise SettingsError("room grace must be >= 0 and join timeout > 0 seconds")
     if settings.max_message_bytes < 1024:
         raise SettingsError("max message size must be at least 1024 bytes")
 

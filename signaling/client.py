@@ -162,13 +162,18 @@ class ParloirClient:
                         await self._answer_subscriber_offer(message)
                     except Exception:
                         log.exception("client could not answer the subscriber offer")
-                async with self.events.changed:
-                    self.events.messages.append(message)
-                    self.events.changed.notify_all()
+                self._record(message)
         finally:
-            async with self.events.changed:
-                self.events.messages.append({"type": "socket-closed", "code": self._ws.close_code})
-                self.events.changed.notify_all()
+            self._record({"type": "socket-closed", "code": self._ws.close_code})
+
+    def _record(self, message: dict[str, Any]) -> None:
+        """Append what arrived (socket or chat channel) and wake the waiters."""
+        self.events.messages.append(message)
+        asyncio.ensure_future(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.events.changed:
+            self.events.changed.notify_all()
 
     # ---- subscribing ---------------------------------------------------------------------
 
@@ -202,6 +207,36 @@ class ParloirClient:
     def _datachannel(self, channel: Any) -> None:
         if channel.label == "chat":
             self.chat_channel = channel
+            channel.on("message", lambda raw: self._record(json.loads(raw)))
+
+    async def wait_for_chat_channel(self, timeout: float = 10.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.chat_channel is None or self.chat_channel.readyState != "open":
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("chat channel did not open")
+            await asyncio.sleep(0.02)
+        return self.chat_channel
+
+    async def send_chat(
+        self, text: str, *, to: str | None = None, topic: str = "chat", request_id: Any = None
+    ) -> None:
+        channel = await self.wait_for_chat_channel()
+        message: dict[str, Any] = {"type": "chat", "text": text, "topic": topic}
+        if to is not None:
+            message["to"] = to
+        if request_id is not None:
+            message["id"] = request_id
+        channel.send(json.dumps(message))
+
+    def chat_messages(self) -> list[dict[str, Any]]:
+        """Chat received so far: history first, then live messages, in order."""
+        received: list[dict[str, Any]] = []
+        for message in self.events.messages:
+            if message["type"] == "chat-history":
+                received.extend(message["messages"])
+            elif message["type"] == "chat":
+                received.append(message)
+        return received
 
     async def wait_for_track(
         self, publication_id: str, kind: str, timeout: float = 10.0

@@ -29,7 +29,10 @@ class ErrorCode(StrEnum):
     """The peer does not offer the room's codec."""
     UNKNOWN_PUBLICATION = "unknown-publication"
     NEGOTIATION_FAILED = "negotiation-failed"
-    DUPLICATE_IDENTITY = "duplicate-identity"
+    RATE_LIMITED = "rate-limited"
+    """Too many messages per second; the message was dropped."""
+    UNKNOWN_PARTICIPANT = "unknown-participant"
+    """A message addressed to someone not in the room."""
     INTERNAL = "internal"
     """A server fault; the message was not applied."""
 

@@ -132,6 +132,75 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
         ) from exc
 
 
+# ---- chat data channel ------------------------------------------------------------------------
+
+CHAT_TEXT_MAX_BYTES = 8 * 1024
+CHAT_FRAME_MAX_BYTES = 64 * 1024
+"""Room for an 8 KiB text even when JSON escapes every character (a \\u escape is 6 bytes)."""
+ChatTopic = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9\-_~]+$")]
+
+
+class ChatSend(_Message):
+    """Sent on the `chat` data channel; relayed to the room or to one participant."""
+
+    type: Literal["chat"]
+    text: Annotated[str, Field(min_length=1)]
+    topic: ChatTopic = "chat"
+    """The Vonage signal `type`."""
+    to: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """Participant id of the only recipient; everyone when absent."""
+
+
+_CHAT_SEND = TypeAdapter(ChatSend)
+
+
+def parse_chat_message(raw: str | bytes) -> ChatSend:
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > CHAT_FRAME_MAX_BYTES:
+        raise SignalingError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"chat frame of {size} bytes is too large"
+        )
+    try:
+        data: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SignalingError(ErrorCode.MALFORMED, f"chat message is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SignalingError(ErrorCode.MALFORMED, "chat message must be a JSON object")
+    request_id = data.get("id") if isinstance(data.get("id"), str | int) else None
+    if data.get("type") != "chat":
+        raise SignalingError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown chat message type {data.get('type')!r}",
+            request_id=request_id,
+        )
+    try:
+        message = _CHAT_SEND.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE, f"invalid chat message: {problems}", request_id=request_id
+        ) from exc
+    text_bytes = len(message.text.encode())
+    if text_bytes > CHAT_TEXT_MAX_BYTES:
+        raise SignalingError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"chat text of {text_bytes} bytes exceeds {CHAT_TEXT_MAX_BYTES} bytes",
+            request_id=request_id,
+        )
+    return message
+
+
+def event_chat_error(error: SignalingError) -> dict[str, Any]:
+    return {**event_error(error), "type": "chat-error"}
+
+
+def event_chat_history(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "chat-history", "messages": messages}
+
+
 # ---- outbound ---------------------------------------------------------------------------------
 # Plain dicts, JSON-encoded by the transport. Each function is the one definition of that event.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,14 +12,18 @@ from typing import Any, Protocol
 
 from media.config import MediaSettings
 from media.peers import SdpError, close_quietly
+from signaling.chat import ChatLog
 from signaling.errors import ErrorCode, SignalingError
 from signaling.participant import Participant
 from signaling.protocol import (
+    event_chat_error,
+    event_chat_history,
     event_mute_changed,
     event_participant_joined,
     event_participant_left,
     event_track_published,
     event_track_unpublished,
+    parse_chat_message,
 )
 from signaling.publication import Publication
 
@@ -55,6 +60,8 @@ class Room:
     """Video codec fixed at the first publish (`h264` or `vp8`)."""
     participants: dict[str, Participant] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    chat: ChatLog = field(default_factory=ChatLog)
+    """In memory only: gone when the room closes."""
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "codec": self.codec.upper() if self.codec else None}
@@ -76,7 +83,9 @@ class Room:
     async def admit(self, participant: Participant) -> None:
         """Add a participant: tell the others, then offer it everything already published."""
         self.participants[participant.id] = participant
-        participant.open_subscriber()
+        peer = participant.open_subscriber()
+        peer.on_chat_open = lambda: self._send_chat_history(participant)
+        peer.on_chat_message = lambda raw: self._relay_chat(participant, raw)
         self.observer.participant_joined(self, participant)
         await self.broadcast(
             event_participant_joined(participant.describe()), exclude=participant.id
@@ -89,6 +98,49 @@ class Room:
                     self._subscribe(participant, publication)
         participant.request_subscriber_offer()
 
+    # ---- chat ----------------------------------------------------------------------------
+
+    def _send_chat_history(self, participant: Participant) -> None:
+        history = self.chat.history_for(participant.id, participant.identity)
+        if participant.subscriber is not None:
+            participant.subscriber.send_chat(
+                json.dumps(event_chat_history([m.describe() for m in history]))
+            )
+
+    def _relay_chat(self, sender: Participant, raw: str | bytes) -> None:
+        """Runs synchronously in the data channel callback, so relays keep arrival order."""
+        try:
+            request = parse_chat_message(raw)
+            self.chat.admit(sender.id)
+            recipient = None
+            if request.to is not None:
+                recipient = self.participants.get(request.to)
+                if recipient is None:
+                    raise SignalingError(
+                        ErrorCode.UNKNOWN_PARTICIPANT,
+                        f"no participant {request.to!r} here",
+                        request_id=request.id,
+                    )
+            message = self.chat.append(
+                sender_id=sender.id,
+                sender_identity=sender.identity,
+                sender_name=sender.name,
+                text=request.text,
+                topic=request.topic,
+                to_id=recipient.id if recipient else None,
+                to_identity=recipient.identity if recipient else None,
+            )
+        except SignalingError as error:
+            if sender.subscriber is not None:
+                sender.subscriber.send_chat(json.dumps(event_chat_error(error)))
+            return
+        payload = json.dumps({**message.describe(), "request_id": request.id})
+        targets = [sender, recipient] if recipient else list(self.participants.values())
+        for target in targets:
+            if target is not None and target.subscriber is not None:
+                # Not open yet: the history sent when it opens carries this message.
+                target.subscriber.send_chat(payload)
+
     async def remove(self, participant: Participant, reason: str) -> None:
         if self.participants.pop(participant.id, None) is None:
             return
@@ -96,6 +148,7 @@ class Room:
             await self._retire(participant, publication, "participantLeft")
         participant.pending.clear()
         await participant.close()
+        self.chat.forget_sender(participant.id)
         self.observer.participant_left(self, participant, reason)
         await self.broadcast(event_participant_left(participant.id, reason))
         if not self.participants:
@@ -222,14 +275,20 @@ class Room:
 
 @dataclass
 class RoomRegistry:
-    """The live rooms of this process, created on first join and dropped when empty."""
+    """The live rooms of this process: created on first join, closed once empty for the grace
+    period (a participant rejoining within it finds the room, and its chat, as it was)."""
 
     media: MediaSettings
     observer: RoomObserver = field(default_factory=NullObserver)
+    grace_s: float = 30.0
     rooms: dict[str, Room] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _closing: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     def get_or_create(self, room_id: str) -> Room:
+        pending_close = self._closing.pop(room_id, None)
+        if pending_close is not None:
+            pending_close.cancel()
         room = self.rooms.get(room_id)
         if room is None:
             room = Room(id=room_id, media=self.media, observer=self.observer)
@@ -241,9 +300,20 @@ class RoomRegistry:
         return self._locks.setdefault(room_id, asyncio.Lock())
 
     def drop_if_empty(self, room: Room) -> None:
-        if not room.participants and self.rooms.get(room.id) is room:
-            del self.rooms[room.id]
-            self._locks.pop(room.id, None)
+        """Schedule the room's close if nobody is left in it."""
+        if room.participants or self.rooms.get(room.id) is not room or room.id in self._closing:
+            return
+        self._closing[room.id] = asyncio.get_running_loop().call_later(
+            self.grace_s, self._close_room, room
+        )
+
+    def _close_room(self, room: Room) -> None:
+        self._closing.pop(room.id, None)
+        if room.participants or self.rooms.get(room.id) is not room:
+            return
+        room.chat.clear()
+        del self.rooms[room.id]
+        self._locks.pop(room.id, None)
 
     def participant_count(self) -> int:
         return sum(len(room.participants) for room in self.rooms.values())
@@ -253,4 +323,8 @@ class RoomRegistry:
             for participant in list(room.participants.values()):
                 with contextlib.suppress(Exception):
                     await room.remove(participant, "serverShutdown")
+            room.chat.clear()
+        for handle in self._closing.values():
+            handle.cancel()
+        self._closing.clear()
         self.rooms.clear()

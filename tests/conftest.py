@@ -54,6 +54,7 @@ async def inprocess_server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
         secret=TEST_SECRET,
         ice_addresses=("127.0.0.1",),
         join_timeout_s=2.0,
+        room_grace_s=0.3,
     )
     app = create_app(settings)
     runner = web.AppRunner(app)
