@@ -1,14 +1,18 @@
 """`parloir bench forwarding`: the server's CPU per subscriber, passthrough against relay.
 
 For each forwarding mode a fresh `parloir serve` subprocess runs with PARLOIR_FORWARDING set to
-it. A publisher process sends painted 640x480@30 video and Opus. The server's CPU (user+system,
-all threads, from psutil) is measured over a window with the publisher alone, CPU(0), then, for
-each N, with N fresh subscribers in worker processes of up to eight each, once all of them have
-their first frame and a warm-up has passed. Per subscriber = (CPU(N) - CPU(0)) / N.
+it. A publisher process sends painted 640x480@30 video and Opus; by default the picture carries
+noise, so it codes at a camera's bitrate (forwarding cost grows with packets). The server's CPU
+(user+system, all threads, from psutil) is measured over a window with the publisher alone,
+CPU(0), then, for each N, with N fresh subscribers in worker processes of up to eight each, once
+all of them have their first frame and a warm-up has passed. Per subscriber = (CPU(N) - CPU(0))
+/ N.
 
 Subscriber 0 decodes every frame and checks the painted content; the others count encoded frames
 through a tap without decoding, so N decoders do not starve the server of the machine's cores.
-Every wait is bounded and every child process is stopped on the way out, on success or error.
+Before CPU(0), one subscriber joins and leaves (see `_prime`: relay mode queues decoded frames
+until its first subscriber). Every wait is bounded and every child process is stopped on the
+way out, on success or error.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ MODES = ("passthrough", "relay")
 CODECS = ("vp8", "h264")
 ROOM = "bench-forwarding"
 WIDTH, HEIGHT, FPS = 640, 480, 30
+DEFAULT_VIDEO_NOISE = 8
+"""Luma noise (+-) the publisher adds to each frame so it codes like a camera (about 1 Mbit/s
+VP8, 3 Mbit/s H.264 here) rather than flat grey (about 35 kbit/s); 0 sends the flat picture."""
 SUBSCRIBERS_PER_WORKER = 8
 JOIN_CONCURRENCY = 4
 FIRST_FRAME_TIMEOUT_S = 15.0
@@ -94,11 +101,17 @@ class RunFigures:
     fps_median: float | None
     audio_pps_median: float | None
     """Opus packets per second, median over subscribers (50 expected)."""
+    video_kbps_median: float | None
+    """Encoded video payload received per subscriber, kbit/s (the publisher's bitrate, which
+    aiortc's encoder sets from REMB: per-subscriber forwarding cost scales with packets)."""
     first_frame_s_p50: float | None
     """Subscriber starting to connect -> its first encoded video frame, median."""
     first_frame_s_max: float | None
     content_ok: bool | None
     """Subscriber 0 decoded frames and all were right (size, index, bar, order)."""
+    first_frame_age_ms: float | None
+    """Subscriber 0's first decoded frame: painted -> decoded. Seconds here mean the server
+    sent frames it had queued before the subscriber joined."""
     content: dict[str, int] | None
     """Subscriber 0's frame counts behind `content_ok`."""
     latency_ms_p50: float | None
@@ -163,6 +176,8 @@ class ForwardingBenchmark:
     codec: str
     window_s: float
     warmup_s: float
+    video_noise: int
+    """+- luma noise in the published picture (0 = flat painted video)."""
     subscriber_counts: list[int]
     modes: list[str]
     environment: dict[str, Any]
@@ -195,6 +210,7 @@ class Window:
     publisher_fps: float
     fps: dict[int, float]
     audio_pps: dict[int, float]
+    video_kbps: dict[int, float]
 
 
 Progress = Callable[[str], None]
@@ -211,6 +227,7 @@ async def run_forwarding_benchmark(
     modes: Sequence[str],
     *,
     warmup_s: float = 3.0,
+    video_noise: int = DEFAULT_VIDEO_NOISE,
     out: TextIO | None = None,
     progress: Progress | None = _stderr_progress,
 ) -> dict[str, Any]:
@@ -225,11 +242,14 @@ async def run_forwarding_benchmark(
         raise ValueError(f"codec must be one of {CODECS}")
     if window_s <= 0:
         raise ValueError("the window must be positive")
+    if not 0 <= video_noise <= 64:
+        raise ValueError("video noise must be within 0..64")
     say = progress or (lambda message: None)
     result = ForwardingBenchmark(
         codec=codec,
         window_s=window_s,
         warmup_s=warmup_s,
+        video_noise=video_noise,
         subscriber_counts=counts,
         modes=list(dict.fromkeys(modes)),
         environment=_environment(),
@@ -283,10 +303,12 @@ async def _run_mode(result: ForwardingBenchmark, mode: str, log_dir: Path, say: 
                 width=WIDTH,
                 height=HEIGHT,
                 fps=FPS,
+                noise=result.video_noise,
             )
         )
         published = await publisher.expect(Published, WORKER_START_TIMEOUT_S)
-        say(f"{mode}: server {server.url} (pid {server.pid}), publisher live; warming up")
+        say(f"{mode}: server {server.url} (pid {server.pid}), publisher live; priming")
+        await _prime(group, server, published, secret, mode)
         await asyncio.sleep(result.warmup_s)
         say(f"{mode}: N=0 (publisher only), measuring {result.window_s:g} s")
         window = await _measure(server, publisher, [], result.window_s)
@@ -319,41 +341,13 @@ async def _run_subscribers(
     baseline: RunFigures,
     say: Progress,
 ) -> RunFigures:
-    seats = [
-        SubscriberSeat(
-            index=i,
-            token=issue_token(
-                secret, room=ROOM, identity=f"bench-subscriber-{i}", role=Role.SUBSCRIBER
-            ),
-        )
-        for i in range(n)
-    ]
-    chunks = [seats[i : i + SUBSCRIBERS_PER_WORKER] for i in range(0, n, SUBSCRIBERS_PER_WORKER)]
     workers: list[Worker] = []
     try:
-        say(f"{mode} N={n}: starting {n} subscribers in {len(chunks)} process(es)")
-        for k, chunk in enumerate(chunks):
-            worker = await group.start_worker(f"subscribers-{mode}-n{n}-{k}", "bench.subscribers")
-            workers.append(worker)
-            await worker.send(
-                SubscriberConfig(
-                    url=server.url,
-                    room=ROOM,
-                    publication_id=published.publication_id,
-                    seats=chunk,
-                    checker_index=0 if k == 0 else None,
-                    video_started_at=published.video_started_at,
-                    fps=FPS,
-                    width=WIDTH,
-                    height=HEIGHT,
-                    join_concurrency=JOIN_CONCURRENCY,
-                    first_frame_timeout_s=FIRST_FRAME_TIMEOUT_S,
-                )
-            )
-        rounds = math.ceil(min(n, SUBSCRIBERS_PER_WORKER) / JOIN_CONCURRENCY)
-        ready_timeout = WORKER_START_TIMEOUT_S + rounds * 2 * FIRST_FRAME_TIMEOUT_S
-        ready = await asyncio.gather(*(w.expect(Ready, ready_timeout) for w in workers))
-        joins = [join for r in ready for join in r.joins]
+        say(f"{mode} N={n}: starting {n} subscribers")
+        workers = await _start_subscribers(
+            group, server, published, secret, f"subscribers-{mode}-n{n}", n, check=True
+        )
+        joins = await _await_ready(workers, n)
         receiving = sum(1 for j in joins if j.first_video_s is not None)
         say(
             f"{mode} N={n}: {receiving}/{n} receiving; warming up {result.warmup_s:g} s, "
@@ -363,9 +357,7 @@ async def _run_subscribers(
         window = await _measure(server, publisher, workers, result.window_s)
         reports = await asyncio.gather(*(_final_report(w) for w in workers))
     finally:
-        await asyncio.gather(*(w.stop(grace_s=15) for w in workers))
-        for worker in workers:
-            group.children.remove(worker)
+        await _stop_workers(group, workers)
     content = next((r.content for r in reports if r.content is not None), None)
     errors = [f"subscriber {j.index}: {j.error}" for j in joins if j.error]
     run = _figures(mode, n, window, baseline, joins, content, errors)
@@ -374,6 +366,88 @@ async def _run_subscribers(
         f"{_fmt(run.per_subscriber_cpu_s_per_s, 4)} per subscriber, fps min {_fmt(run.fps_min, 1)}"
     )
     return run
+
+
+async def _prime(
+    group: ProcessGroup, server: ServerUnderTest, published: Published, secret: str, mode: str
+) -> None:
+    """One subscriber joins and leaves before anything is measured.
+
+    In relay mode aiortc's MediaRelay starts reading the publisher's decoded track only at its
+    first subscriber, and never stops after that. Until then every decoded frame piles up in
+    the server (about 14 MB/s at 640x480@30) and the first subscriber is sent all of them in a
+    burst, faster than real time, for tens of seconds. Priming puts CPU(0) and every N in the
+    state the later runs are in anyway. It costs passthrough nothing and is done for both.
+    """
+    workers: list[Worker] = []
+    try:
+        workers = await _start_subscribers(
+            group, server, published, secret, f"primer-{mode}", 1, check=False
+        )
+        await _await_ready(workers, 1)
+    finally:
+        await _stop_workers(group, workers)
+    await _wait_for_participants(server, 1)
+
+
+async def _start_subscribers(
+    group: ProcessGroup,
+    server: ServerUnderTest,
+    published: Published,
+    secret: str,
+    name: str,
+    n: int,
+    *,
+    check: bool,
+) -> list[Worker]:
+    """N subscribers in processes of up to eight; subscriber 0 checks the content if `check`."""
+    seats = [
+        SubscriberSeat(
+            index=i,
+            token=issue_token(secret, room=ROOM, identity=f"{name}-{i}", role=Role.SUBSCRIBER),
+        )
+        for i in range(n)
+    ]
+    chunks = [seats[i : i + SUBSCRIBERS_PER_WORKER] for i in range(0, n, SUBSCRIBERS_PER_WORKER)]
+    workers: list[Worker] = []
+    try:
+        for k, chunk in enumerate(chunks):
+            worker = await group.start_worker(f"{name}-{k}", "bench.subscribers")
+            workers.append(worker)
+            await worker.send(
+                SubscriberConfig(
+                    url=server.url,
+                    room=ROOM,
+                    publication_id=published.publication_id,
+                    seats=chunk,
+                    checker_index=0 if k == 0 and check else None,
+                    video_started_at=published.video_started_at,
+                    fps=FPS,
+                    width=WIDTH,
+                    height=HEIGHT,
+                    join_concurrency=JOIN_CONCURRENCY,
+                    first_frame_timeout_s=FIRST_FRAME_TIMEOUT_S,
+                )
+            )
+    except BaseException:
+        await _stop_workers(group, workers)
+        raise
+    return workers
+
+
+async def _await_ready(workers: list[Worker], n: int) -> list[JoinResult]:
+    rounds = math.ceil(min(n, SUBSCRIBERS_PER_WORKER) / JOIN_CONCURRENCY)
+    timeout = WORKER_START_TIMEOUT_S + rounds * 2 * FIRST_FRAME_TIMEOUT_S
+    ready = await asyncio.gather(*(w.expect(Ready, timeout) for w in workers))
+    return [join for r in ready for join in r.joins]
+
+
+async def _stop_workers(group: ProcessGroup, workers: list[Worker]) -> None:
+    """Workers leave the room when their stdin closes; killed if they take too long."""
+    await asyncio.gather(*(w.stop(grace_s=15) for w in workers))
+    for worker in workers:
+        if worker in group.children:
+            group.children.remove(worker)
 
 
 async def _final_report(worker: Worker) -> Report:
@@ -413,12 +487,15 @@ async def _measure(
     seconds = after[0] - before[0]
     fps: dict[int, float] = {}
     audio_pps: dict[int, float] = {}
+    video_kbps: dict[int, float] = {}
     for start, end in zip(start_counts[1:], end_counts[1:], strict=True):
         elapsed = end.at - start.at
         for index, frames in end.video.items():
             fps[index] = (frames - start.video.get(index, 0)) / elapsed
         for index, frames in end.audio.items():
             audio_pps[index] = (frames - start.audio.get(index, 0)) / elapsed
+        for index, sent in end.video_bytes.items():
+            video_kbps[index] = (sent - start.video_bytes.get(index, 0)) * 8 / 1000 / elapsed
     painted = end_counts[0].video[0] - start_counts[0].video[0]
     return Window(
         seconds=seconds,
@@ -430,6 +507,7 @@ async def _measure(
         publisher_fps=painted / (end_counts[0].at - start_counts[0].at),
         fps=fps,
         audio_pps=audio_pps,
+        video_kbps=video_kbps,
     )
 
 
@@ -448,6 +526,7 @@ def _figures(
     first = [j.first_video_s for j in joins if j.first_video_s is not None]
     fps = list(window.fps.values())
     audio = list(window.audio_pps.values())
+    kbps = list(window.video_kbps.values())
     latency = content.latency_ms if content is not None else []
     return RunFigures(
         mode=mode,
@@ -458,10 +537,16 @@ def _figures(
         fps_min=_round(min(fps), 2) if fps else None,
         fps_median=_round(statistics.median(fps), 2) if fps else None,
         audio_pps_median=_round(statistics.median(audio), 1) if audio else None,
+        video_kbps_median=_round(statistics.median(kbps), 0) if kbps else None,
         first_frame_s_p50=_round(statistics.median(first), 3) if first else None,
         first_frame_s_max=_round(max(first), 3) if first else None,
         content_ok=content.ok if content is not None else None,
-        content=content.model_dump(exclude={"latency_ms"}) if content is not None else None,
+        content=(
+            content.model_dump(exclude={"latency_ms", "first_frame_age_ms"})
+            if content is not None
+            else None
+        ),
+        first_frame_age_ms=content.first_frame_age_ms if content is not None else None,
         latency_ms_p50=_round(_percentile(latency, 50), 1),
         latency_ms_p95=_round(_percentile(latency, 95), 1),
         publisher_fps=round(window.publisher_fps, 2),

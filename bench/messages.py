@@ -25,6 +25,8 @@ class PublisherConfig(BaseModel):
     width: int = 640
     height: int = 480
     fps: int = 30
+    noise: int = 0
+    """Amplitude of the per-frame luma noise below the index rows (0 = flat painted video)."""
 
 
 class SubscriberSeat(BaseModel):
@@ -101,6 +103,8 @@ class Counts(BaseModel):
     video: dict[int, int]
     """Encoded video frames so far, by subscriber index (publisher: frames painted, index 0)."""
     audio: dict[int, int]
+    video_bytes: dict[int, int] = Field(default_factory=dict)
+    """Encoded video payload bytes so far, by subscriber index (not sent by the publisher)."""
 
 
 class ContentCheck(BaseModel):
@@ -117,6 +121,9 @@ class ContentCheck(BaseModel):
     """Frames whose index is not after the previous one."""
     skipped: int = 0
     """Indices never seen between two decoded frames (frames dropped somewhere)."""
+    first_frame_age_ms: float | None = None
+    """How long before it was decoded the first decoded frame had been painted: far above the
+    usual latency means the server handed over frames it had queued, not live ones."""
     latency_ms: list[float] = Field(default_factory=list)
     """Painted-to-decoded latency of each frame decoded during the measured window."""
 

@@ -13,11 +13,12 @@ import logging
 import time
 
 import av
+import numpy as np
 
 from bench.messages import COMMAND, Counts, Failed, Mark, Published, PublisherConfig, Report
 from bench.processes import describe_error, emit, open_commands
 from media.ice import configure_gathering
-from media.synthetic import PaintedVideoTrack, ToneAudioTrack
+from media.synthetic import BLOCK, PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient
 
 START_TIMEOUT_S = 20.0
@@ -37,6 +38,39 @@ class TimedPaintedVideoTrack(PaintedVideoTrack):
         return await super().recv()
 
 
+class TexturedPaintedVideoTrack(TimedPaintedVideoTrack):
+    """Painted video with fresh sensor-like noise below the index rows in every frame.
+
+    The plain painted picture is flat grey: VP8 codes it in about 35 kbit/s, a camera's
+    picture takes the encoder's whole budget (aiortc: 0.25-1.5 Mbit/s VP8, 0.5-3 Mbit/s
+    H.264, set by REMB). Forwarding cost grows with packets, so the benchmark sends what a
+    camera would. The index rows stay clean and the noise is zero-mean, so the painted index
+    and the moving bar still read back.
+    """
+
+    NOISE_FRAMES = 31
+    """Distinct noise planes, cycled: a prime count, so no short repeat to predict from."""
+
+    def __init__(self, width: int, height: int, fps: int, amplitude: int) -> None:
+        super().__init__(width, height, fps)
+        rng = np.random.default_rng(0)
+        rows = height - BLOCK * 3
+        self._noise = rng.integers(
+            -amplitude, amplitude + 1, size=(self.NOISE_FRAMES, rows, width), dtype=np.int16
+        )
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await super().recv()
+        planes = frame.to_ndarray()  # yuv420p: luma rows, then the chroma rows
+        below = planes[BLOCK * 3 : self.height].astype(np.int16)
+        below += self._noise[(self.index - 1) % self.NOISE_FRAMES]
+        planes[BLOCK * 3 : self.height] = np.clip(below, 0, 255).astype(np.uint8)
+        textured = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        textured.pts = frame.pts
+        textured.time_base = frame.time_base
+        return textured
+
+
 class CountedToneAudioTrack(ToneAudioTrack):
     def __init__(self) -> None:
         super().__init__()
@@ -50,7 +84,11 @@ class CountedToneAudioTrack(ToneAudioTrack):
 
 async def publish(config: PublisherConfig, commands: asyncio.StreamReader) -> None:
     client = ParloirClient(config.url, token=config.token, room=config.room, name="bench-publisher")
-    video = TimedPaintedVideoTrack(config.width, config.height, config.fps)
+    video = (
+        TexturedPaintedVideoTrack(config.width, config.height, config.fps, config.noise)
+        if config.noise > 0
+        else TimedPaintedVideoTrack(config.width, config.height, config.fps)
+    )
     audio = CountedToneAudioTrack()
     try:
         await client.connect(timeout=START_TIMEOUT_S)

@@ -11,6 +11,7 @@ OTHER_LOAD_CORES = 0.2
 """Load from outside the benchmark above this is worth a note."""
 
 MEMORY_NOTE_MB = 100.0
+STALE_FIRST_FRAME_MS = 1000.0
 
 COLUMNS = (
     ("mode", "<"),
@@ -19,6 +20,7 @@ COLUMNS = (
     ("per sub CPU-s/s", ">"),
     ("fps min/med", ">"),
     ("audio pkt/s", ">"),
+    ("video kbit/s", ">"),
     ("first frame p50/max s", ">"),
     ("latency p50/p95 ms", ">"),
     ("content", "<"),
@@ -63,6 +65,7 @@ def _row(run: RunFigures) -> list[str]:
         _num(run.per_subscriber_cpu_s_per_s, 4),
         _pair(run.fps_min, run.fps_median, 1) + receiving,
         _num(run.audio_pps_median, 1),
+        _num(run.video_kbps_median, 0),
         _pair(run.first_frame_s_p50, run.first_frame_s_max, 2),
         _pair(run.latency_ms_p50, run.latency_ms_p95, 0),
         _content(run),
@@ -89,7 +92,8 @@ def _table(rows: list[list[str]]) -> list[str]:
 def format_report(result: ForwardingBenchmark) -> str:
     env = result.environment
     lines = [
-        f"parloir bench forwarding: {result.codec.upper()} {env['video']} + Opus, "
+        f"parloir bench forwarding: {result.codec.upper()} {env['video']} {_picture(result)} "
+        "+ Opus, "
         f"{result.window_s:g} s windows after {result.warmup_s:g} s warm-up, "
         f"{env['cpus']} CPUs, Python {env['python']}, aiortc {env['aiortc']}, av {env['av']}",
         "server CPU = user+system of the server process over the window; "
@@ -146,6 +150,12 @@ def _ratio_basis(targets: Targets) -> str:
     return f"({_times(targets.ratio)})"
 
 
+def _picture(result: ForwardingBenchmark) -> str:
+    if result.video_noise <= 0:
+        return "flat painted"
+    return f"painted + noise ±{result.video_noise}"
+
+
 def _verdict(met: bool | None) -> str:
     return "not measured" if met is None else ("MET" if met else "NOT MET")
 
@@ -179,6 +189,13 @@ def _notes(result: ForwardingBenchmark) -> list[str]:
                     "understates the difference"
                 )
             notes.append(f"{where}: fps not held (slowest {_num(run.fps_min, 1)}){cause}")
+        age = run.first_frame_age_ms
+        if age is not None and age > STALE_FIRST_FRAME_MS:
+            notes.append(
+                f"{where}: subscriber 0's first frame had been painted {age / 1000:.1f} s before "
+                "it arrived: the server sent frames queued before the subscriber joined "
+                "(the 'first frame' time is for a stale frame)"
+            )
         if run.content_ok is False:
             notes.append(f"{where}: subscriber 0 saw wrong content: {run.content}")
         notes += [f"{where}: {error}" for error in run.errors]

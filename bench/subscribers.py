@@ -89,10 +89,13 @@ class PaintedVideoChecker:
             else:
                 check.skipped += step - 1
         self._previous = index
+        frame_number = self._unwrap(index, received_at)
+        painted_at = self.config.video_started_at + frame_number / self.config.fps
+        latency_ms = round((received_at - painted_at) * 1000, 2)
+        if check.first_frame_age_ms is None:
+            check.first_frame_age_ms = latency_ms
         if self.measuring:
-            frame_number = self._unwrap(index, received_at)
-            painted_at = self.config.video_started_at + frame_number / self.config.fps
-            check.latency_ms.append(round((received_at - painted_at) * 1000, 2))
+            check.latency_ms.append(latency_ms)
 
     def _unwrap(self, index: int, now: float) -> int:
         """The full frame number of a 16-bit index: the one painted closest before `now`."""
@@ -117,6 +120,7 @@ class SubscriberProbe:
             on_track=self._track_arrived,
         )
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
+        self.video_bytes = 0
         self.first_frame_at: dict[str, float] = {}
         self.joining_at: float | None = None
         self._first_video = asyncio.Event()
@@ -154,6 +158,8 @@ class SubscriberProbe:
 
         def on_frame(codec: Any, encoded_frame: Any) -> None:
             self.frames[kind] += 1
+            if kind == "video":
+                self.video_bytes += len(encoded_frame.data)
             if kind not in self.first_frame_at:
                 self.first_frame_at[kind] = time.monotonic()
                 if kind == "video":
@@ -196,6 +202,7 @@ def counts(probes: list[SubscriberProbe]) -> Counts:
         at=time.monotonic(),
         video={p.seat.index: p.frames["video"] for p in probes},
         audio={p.seat.index: p.frames["audio"] for p in probes},
+        video_bytes={p.seat.index: p.video_bytes for p in probes},
     )
 
 
