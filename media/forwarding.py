@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -89,6 +90,10 @@ class ForwarderStats:
     """Payload bytes received."""
     subscribers_peak: int = 0
     """Most subscribers at once."""
+    first_frame_at: float | None = None
+    """Unix time of the first frame (telemetry: media started)."""
+    last_frame_at: float | None = None
+    """Unix time of the latest frame (telemetry: stalls, media stopped)."""
 
 
 class ForwardedTrack(MediaStreamTrack):
@@ -213,6 +218,9 @@ class TrackForwarder:
         packet.time_base = Fraction(1, codec.clockRate)
         self.stats.frames += 1
         self.stats.bytes += len(data)
+        self.stats.last_frame_at = time.time()
+        if self.stats.first_frame_at is None:
+            self.stats.first_frame_at = self.stats.last_frame_at
         if keyframe and self.kind == "video":
             self.stats.keyframes += 1
         for consumer in tuple(self._consumers):

@@ -10,23 +10,43 @@ from aiohttp import web
 from media.aiortc_hooks import verify_hooks
 from media.config import MediaSettings
 from media.ice import configure_gathering
-from server.attendance import AttendanceRecorder
-from server.keys import ATTENDANCE, DATABASE, REGISTRY, SETTINGS
+from server import routes_participant, routes_sessions, routes_staff
+from server.api import ApiRoutes, json_errors
+from server.api_models import DEFAULT_BUG_CATEGORIES
+from server.keys import BUG_CATEGORIES, DATABASE, REGISTRY, SETTINGS, STORE, TELEMETRY
 from server.pages import add_page_routes, security_headers
 from server.rtc_endpoint import rtc_websocket
-from server.settings import Settings
+from server.session_store import SessionStore
+from server.settings import Settings, SettingsError
 from server.storage import Database
+from server.telemetry import TelemetryRecorder
 from signaling.room import RoomRegistry
 
 log = logging.getLogger(__name__)
 
+API_VERSION = "0.1.0"
+API = ApiRoutes(
+    routes_sessions.routes.endpoints
+    + routes_participant.routes.endpoints
+    + routes_staff.routes.endpoints
+)
+
 
 def create_app(settings: Settings) -> web.Application:
     verify_hooks()
-    app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
+    if not (settings.secret and settings.api_key and settings.staff_token):
+        raise SettingsError("secret, API key and staff token must be set (resolve_credentials)")
+    app = web.Application(middlewares=[json_errors, security_headers], client_max_size=1024**2)
     app[SETTINGS] = settings
+    app[BUG_CATEGORIES] = (
+        {c: c.replace("_", " ").capitalize() for c in settings.bug_categories}
+        if settings.bug_categories
+        else dict(DEFAULT_BUG_CATEGORIES)
+    )
     app.router.add_get("/rtc", rtc_websocket)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
+    API.install(app)
     add_page_routes(app)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_rooms)
@@ -37,9 +57,10 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     database = await Database.open(settings.database_path)
     app[DATABASE] = database
-    app[ATTENDANCE] = AttendanceRecorder(database)
+    app[STORE] = SessionStore(database)
+    app[TELEMETRY] = TelemetryRecorder(app[STORE])
     yield
-    await app[ATTENDANCE].drain()
+    await app[TELEMETRY].close()
     await database.close()
 
 
@@ -53,8 +74,9 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         preferred_video_codec=settings.video_codec,
     )
     app[REGISTRY] = RoomRegistry(
-        media=media, observer=app[ATTENDANCE], grace_s=settings.room_grace_s
+        media=media, observer=app[TELEMETRY], grace_s=settings.room_grace_s
     )
+    app[TELEMETRY].start(app[REGISTRY])
     yield
     await app[REGISTRY].close()
 
@@ -64,3 +86,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "rooms": len(registry.rooms), "participants": registry.participant_count()}
     )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(API.openapi("Parloir API", API_VERSION))

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from server.settings import SettingsError, load_settings, resolve_secret
+from server.settings import SettingsError, load_settings, resolve_credentials
 from signaling.permissions import Role
 
 DESCRIPTION = """\
@@ -105,14 +105,14 @@ def _serve(args: argparse.Namespace) -> int:
         video_codec=args.video_codec,
         forwarding=args.forwarding,
     )
-    serve(resolve_secret(settings))
+    serve(resolve_credentials(settings))
     return 0
 
 
 def _token(args: argparse.Namespace) -> int:
     from server.tokens import issue_token
 
-    settings = resolve_secret(load_settings(data_dir=args.data_dir))
+    settings = resolve_credentials(load_settings(data_dir=args.data_dir))
     try:
         token = issue_token(
             settings.secret,

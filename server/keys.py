@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.attendance import AttendanceRecorder
 from server.settings import Settings
 from server.storage import Database
 from signaling.room import RoomRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
-ATTENDANCE = web.AppKey("attendance", AttendanceRecorder)
 REGISTRY = web.AppKey("registry", RoomRegistry)
+STORE = web.AppKey("store", object)
+"""server.session_store.SessionStore"""
+TELEMETRY = web.AppKey("telemetry", object)
+"""server.telemetry.TelemetryRecorder"""
+BUG_CATEGORIES = web.AppKey("bug_categories", dict)
+"""category id -> label"""

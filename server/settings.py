@@ -27,6 +27,10 @@ class Settings:
     """SQLite file, recordings and the generated secret live here."""
     secret: str = ""
     """HS256 key for Parloir join tokens; generated into data_dir/secret.key when empty."""
+    api_key: str = ""
+    """Bearer key of the platform API (/api/...); generated into data_dir/api.key when empty."""
+    staff_token: str = ""
+    """Credential of the staff pages and API; generated into data_dir/staff.key when empty."""
     ice_addresses: tuple[str, ...] = ()
     """Addresses the SFU gathers ICE candidates on; empty = every interface (aioice default)."""
     ice_servers: tuple[str, ...] = ()
@@ -43,6 +47,8 @@ class Settings:
     """An empty room (and its chat history) is closed after this long."""
     log_json: bool = False
     """Log JSON lines instead of text."""
+    bug_categories: tuple[str, ...] = ()
+    """Bug report categories (ids); empty = the default list."""
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -72,6 +78,8 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_PORT": ("port", int),
     "PARLOIR_DATA_DIR": ("data_dir", Path),
     "PARLOIR_SECRET": ("secret", str),
+    "PARLOIR_API_KEY": ("api_key", str),
+    "PARLOIR_STAFF_TOKEN": ("staff_token", str),
     "PARLOIR_ICE_ADDRESSES": ("ice_addresses", _split),
     "PARLOIR_ICE_SERVERS": ("ice_servers", _split),
     "PARLOIR_VIDEO_CODEC": ("video_codec", str.lower),
@@ -80,6 +88,7 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
+    "PARLOIR_BUG_CATEGORIES": ("bug_categories", _split),
 }
 
 
@@ -113,21 +122,34 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("max message size must be at least 1024 bytes")
 
 
-def resolve_secret(settings: Settings) -> Settings:
-    """Use the configured secret, or the one persisted in the data dir (created on first use).
+def resolve_credentials(settings: Settings) -> Settings:
+    """Fill every empty credential from the data dir, creating it there on first use.
 
-    Persisting it keeps tokens printed by `parloir token` valid for `parloir serve` on the same
-    data dir, without asking a developer to invent a secret.
+    Persisting them keeps tokens printed by `parloir token` valid for `parloir serve` on the same
+    data dir, and gives a developer working keys without inventing any.
     """
-    if settings.secret:
-        return settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / "secret.key"
+    values = {
+        attr: getattr(settings, attr) or _persisted(settings.data_dir / filename)
+        for attr, filename in (
+            ("secret", "secret.key"),
+            ("api_key", "api.key"),
+            ("staff_token", "staff.key"),
+        )
+    }
+    return replace(settings, **values)
+
+
+def _persisted(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    secret = path.read_text().strip()
-    if len(secret) < 32:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it meanwhile
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    value = path.read_text().strip()
+    if len(value) < 32:
         raise SettingsError(f"{path} holds a secret shorter than 32 characters")
-    return replace(settings, secret=secret)
+    return value

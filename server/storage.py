@@ -32,6 +32,70 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX attendance_room ON attendance(room_id, joined_at);
         """,
     ),
+    (
+        2,
+        """
+        DROP TABLE attendance;
+        DROP TABLE rooms;
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL CHECK (type IN ('mentoring', 'defence')),
+            room_id TEXT NOT NULL UNIQUE,
+            scheduled_start REAL NOT NULL,
+            scheduled_end REAL NOT NULL,
+            mentor_identity TEXT NOT NULL,
+            mentor_name TEXT NOT NULL,
+            student_identity TEXT NOT NULL,
+            student_name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'planned'
+                CHECK (status IN ('planned', 'completed', 'cancelled', 'student_absent')),
+            tags TEXT NOT NULL DEFAULT '[]',
+            fallback_evidence TEXT NOT NULL DEFAULT '[]',
+            fallback_dismissed INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX sessions_start ON sessions(scheduled_start);
+        CREATE TABLE student_profiles (
+            identity TEXT PRIMARY KEY,
+            accommodation_need INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE telemetry_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            room_id TEXT NOT NULL,
+            identity TEXT,
+            participant_id TEXT,
+            kind TEXT NOT NULL,
+            at REAL NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX telemetry_room ON telemetry_events(room_id, at);
+        CREATE TABLE bug_reports (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            reporter_identity TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('waiting_room', 'call', 'after_call')),
+            category TEXT NOT NULL,
+            details TEXT NOT NULL,
+            blocking INTEGER NOT NULL,
+            diagnostics TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX bug_reports_created ON bug_reports(created_at);
+        CREATE TABLE session_reports (
+            session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+            author_identity TEXT NOT NULL,
+            status TEXT NOT NULL,
+            notes TEXT NOT NULL,
+            video_unused_reason TEXT,
+            video_unused_details TEXT,
+            validated_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -46,7 +110,8 @@ class Database:
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA foreign_keys=ON")
-        await connection.execute("PRAGMA synchronous=NORMAL")
+        # FULL: what was acknowledged (a bug report) survives a crash, not only a process kill.
+        await connection.execute("PRAGMA synchronous=FULL")
         database = cls(connection)
         await database.migrate()
         return database

@@ -216,8 +216,10 @@ class Connection:
             raise SignalingError(ErrorCode.BAD_SDP, exc.reason) from exc
         await self._ack(message.id, "ice")
 
-    def _connection_lost(self, participant: Participant) -> None:
+    def _connection_lost(self, participant: Participant, what: str) -> None:
         if participant is self.participant and not self._ended:
+            if what == "failed" and self.room is not None:
+                self.room.observer.connection_failed(self.room, participant, what)
             asyncio.ensure_future(self._lost())
 
     async def _lost(self) -> None:

@@ -34,8 +34,9 @@ class Participant:
     send: Send
     """Delivers a server message to this participant's socket."""
     media: MediaSettings
-    on_connection_lost: Callable[[Participant], None]
-    """Called once if a peer connection fails or closes under it."""
+    on_connection_lost: Callable[[Participant, str], None]
+    """Called if its media path breaks, with what broke: a peer connection state (`failed`,
+    `closed`), `offer-failed`, `unanswered` or `answer-failed`."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     joined_at: float = field(default_factory=time.time)
     publications: dict[str, Publication] = field(default_factory=dict)
@@ -70,7 +71,7 @@ class Participant:
     def _peer_state_changed(self, state: str) -> None:
         if state in ("failed", "closed") and not self._closed:
             log.info("participant %s peer connection %s", self.id, state)
-            self.on_connection_lost(self)
+            self.on_connection_lost(self, state)
 
     def open_subscriber(self) -> SubscriberPeer:
         self.subscriber = SubscriberPeer(
@@ -108,7 +109,7 @@ class Participant:
                 sdp, subscriptions = await self.subscriber.create_offer()
             except Exception:
                 log.exception("participant %s: subscriber offer failed", self.id)
-                self.on_connection_lost(self)
+                self.on_connection_lost(self, "offer-failed")
                 return
             self._awaiting_answer = True
             self._answer_deadline = asyncio.get_running_loop().call_later(
@@ -119,7 +120,7 @@ class Participant:
     def _answer_overdue(self) -> None:
         if self._awaiting_answer and not self._closed:
             log.info("participant %s never answered the subscriber offer", self.id)
-            self.on_connection_lost(self)
+            self.on_connection_lost(self, "unanswered")
 
     async def accept_subscriber_answer(self, sdp: str) -> None:
         assert self.subscriber is not None
@@ -128,7 +129,7 @@ class Participant:
         except SdpError as exc:
             if exc.peer_damaged:
                 # aiortc cannot roll back: the client must reconnect with fresh connections.
-                self.on_connection_lost(self)
+                self.on_connection_lost(self, "answer-failed")
             raise
         self._awaiting_answer = False
         if self._answer_deadline is not None:

@@ -39,6 +39,10 @@ class RoomObserver(Protocol):
 
     def publication_changed(self, room: Room, publication: Publication, live: bool) -> None: ...
 
+    def connection_failed(self, room: Room, participant: Participant, state: str) -> None: ...
+
+    def room_closed(self, room: Room) -> None: ...
+
 
 class NullObserver:
     def participant_joined(self, room: Room, participant: Participant) -> None:
@@ -48,6 +52,12 @@ class NullObserver:
         return None
 
     def publication_changed(self, room: Room, publication: Publication, live: bool) -> None:
+        return None
+
+    def connection_failed(self, room: Room, participant: Participant, state: str) -> None:
+        return None
+
+    def room_closed(self, room: Room) -> None:
         return None
 
 
@@ -314,6 +324,7 @@ class RoomRegistry:
         room.chat.clear()
         del self.rooms[room.id]
         self._locks.pop(room.id, None)
+        self.observer.room_closed(room)
 
     def participant_count(self) -> int:
         return sum(len(room.participants) for room in self.rooms.values())

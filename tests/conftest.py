@@ -14,7 +14,13 @@ from server.settings import Settings, load_settings
 from server.tokens import issue_token
 from signaling.permissions import Role
 from signaling.room import RoomRegistry
-from tests.support.server_process import TEST_SECRET, ServerProcess, running_server
+from tests.support.server_process import (
+    TEST_API_KEY,
+    TEST_SECRET,
+    TEST_STAFF_TOKEN,
+    ServerProcess,
+    running_server,
+)
 
 # The test process's own aiortc peers gather on loopback only, like the server under test.
 configure_gathering(["127.0.0.1"])
@@ -52,6 +58,8 @@ async def inprocess_server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
         {},
         data_dir=tmp_path / "data",
         secret=TEST_SECRET,
+        api_key=TEST_API_KEY,
+        staff_token=TEST_STAFF_TOKEN,
         ice_addresses=("127.0.0.1",),
         join_timeout_s=2.0,
         room_grace_s=0.3,

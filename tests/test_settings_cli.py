@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import SettingsError, load_settings, resolve_secret
+from server.settings import SettingsError, load_settings, resolve_credentials
 from server.tokens import verify_token
 
 
@@ -37,8 +37,8 @@ def test_bad_settings_are_refused_with_the_variable_named(environ: dict[str, str
 
 
 def test_generated_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
-    first = resolve_secret(load_settings({}, data_dir=tmp_path))
-    second = resolve_secret(load_settings({}, data_dir=tmp_path))
+    first = resolve_credentials(load_settings({}, data_dir=tmp_path))
+    second = resolve_credentials(load_settings({}, data_dir=tmp_path))
     assert first.secret == second.secret and len(first.secret) >= 32
     assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
 
@@ -66,7 +66,7 @@ def test_cli_token_is_accepted_by_the_verifier(tmp_path: Path) -> None:
         check=True,
         env={"PATH": "/usr/bin"},
     ).stdout.split()
-    secret = resolve_secret(load_settings({}, data_dir=tmp_path)).secret
+    secret = resolve_credentials(load_settings({}, data_dir=tmp_path)).secret
     grant = verify_token(secret, out[0])
     assert (grant.room, grant.identity, grant.role.value) == ("demo", "ada", "moderator")
     assert out[1] == f"http://127.0.0.1:8080/room/demo?token={out[0]}"

@@ -17,6 +17,8 @@ from server.tokens import issue_token
 from signaling.permissions import Role
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 3
+TEST_API_KEY = "test-api-key-" + "fedcba9876543210" * 3
+TEST_STAFF_TOKEN = "test-staff-" + "00112233445566778899" * 2
 
 
 @dataclass
@@ -27,6 +29,8 @@ class ServerProcess:
     data_dir: Path
     log_path: Path
     secret: str = TEST_SECRET
+    api_key: str = TEST_API_KEY
+    staff_token: str = TEST_STAFF_TOKEN
 
     @property
     def ws_url(self) -> str:
@@ -59,6 +63,8 @@ def running_server(tmp_path: Path, **env_overrides: str) -> Iterator[ServerProce
     env = {
         **os.environ,
         "PARLOIR_SECRET": TEST_SECRET,
+        "PARLOIR_API_KEY": TEST_API_KEY,
+        "PARLOIR_STAFF_TOKEN": TEST_STAFF_TOKEN,
         "PARLOIR_ICE_ADDRESSES": "127.0.0.1",
         "PARLOIR_DATA_DIR": str(data_dir),
         **env_overrides,
