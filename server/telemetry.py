@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from media.stats import Counters, quality_sample, read_counters
 from server.session_metrics import fallback_evidence
 from server.session_store import SessionStore
 from signaling.participant import Participant
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 STALL_S = 3.0
 """A track with no frame for this long has stopped flowing."""
 SAMPLE_INTERVAL_S = 1.0
+QUALITY_INTERVAL_S = 10.0
+"""How often each participant's bitrate, loss, jitter and RTT are sampled."""
 
 
 @dataclass
@@ -46,6 +49,8 @@ class TelemetryRecorder:
         self._flows: dict[tuple[str, str], _Flow] = {}
         """(publication id, kind) -> whether its media is flowing."""
         self._monitor: asyncio.Task[None] | None = None
+        self._quality: dict[str, tuple[float, Counters, Counters]] = {}
+        """participant id -> (time, publisher counters, subscriber counters) at the last sample."""
 
     # ---- RoomObserver --------------------------------------------------------------------
 
@@ -107,12 +112,37 @@ class TelemetryRecorder:
         self._monitor = asyncio.ensure_future(self._watch_media(registry))
 
     async def _watch_media(self, registry: RoomRegistry) -> None:
+        last_quality = time.monotonic()
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             try:
                 self.sample_media(registry, time.time())
+                if time.monotonic() - last_quality >= QUALITY_INTERVAL_S:
+                    last_quality = time.monotonic()
+                    await self.sample_quality(registry)
             except Exception:
-                log.exception("media flow sampling failed")
+                log.exception("media sampling failed")
+
+    async def sample_quality(self, registry: RoomRegistry) -> None:
+        seen = set()
+        for room in list(registry.rooms.values()):
+            for participant in list(room.participants.values()):
+                seen.add(participant.id)
+                up = await read_counters(
+                    participant.publisher.pc if participant.publisher else None
+                )
+                down = await read_counters(
+                    participant.subscriber.pc if participant.subscriber else None
+                )
+                now = time.monotonic()
+                previous = self._quality.get(participant.id)
+                self._quality[participant.id] = (now, up, down)
+                if previous is None:
+                    continue
+                sample = quality_sample(previous[1], up, previous[2], down, now - previous[0])
+                self._write(room.id, "quality_sample", participant, data=sample)
+        for gone in set(self._quality) - seen:
+            del self._quality[gone]
 
     def sample_media(self, registry: RoomRegistry, now: float) -> None:
         for room in list(registry.rooms.values()):

@@ -241,3 +241,28 @@ async def test_unanswered_subscriber_offer_drops_the_participant(
     left = await a.wait_for(lambda m: m["type"] == "participant-left")
     assert left["reason"] == "networkDisconnected"
     await a.leave()
+
+
+async def test_quality_samples_report_bitrate_and_rtt(inprocess_server: InProcessServer) -> None:
+    from server.keys import STORE, TELEMETRY
+
+    publisher = await connect(inprocess_server, "quality", "pub")
+    viewer = await connect(inprocess_server, "quality", "viewer", Role.SUBSCRIBER)
+    try:
+        publication = await publisher.publish(video=PaintedVideoTrack(320, 240, 30))
+        await asyncio.wait_for(
+            (await viewer.wait_for_track(publication["id"], "video")).track.recv(), 5
+        )
+        telemetry = inprocess_server.app[TELEMETRY]
+        await telemetry.sample_quality(inprocess_server.registry)
+        await asyncio.sleep(2.5)  # RTCP receiver reports carry the RTT
+        await telemetry.sample_quality(inprocess_server.registry)
+        await asyncio.sleep(0.2)
+        events = await inprocess_server.app[STORE].events_for_room("quality", ("quality_sample",))
+        by_identity = {e.identity: e.data for e in events}
+        assert by_identity["pub"]["up_kbps"] > 20, by_identity
+        assert by_identity["viewer"]["down_kbps"] > 20, by_identity
+        assert by_identity["viewer"]["rtt_ms"] is not None and by_identity["viewer"]["rtt_ms"] < 100
+        assert by_identity["pub"]["up_loss"] == 0
+    finally:
+        await asyncio.gather(publisher.leave(), viewer.leave())
