@@ -65,9 +65,12 @@ MODES = ("passthrough", "relay")
 CODECS = ("vp8", "h264")
 ROOM = "bench-forwarding"
 WIDTH, HEIGHT, FPS = 640, 480, 30
-DEFAULT_VIDEO_NOISE = 8
-"""Luma noise (+-) the publisher adds to each frame so it codes like a camera (about 1 Mbit/s
-VP8, 3 Mbit/s H.264 here) rather than flat grey (about 35 kbit/s); 0 sends the flat picture."""
+DEFAULT_VIDEO_NOISE = 4
+"""Luma noise (+-) the publisher adds to each frame so the encoder needs its whole bitrate, as
+a camera's picture does; the flat painted picture (0) codes at about 35 kbit/s VP8."""
+DEFAULT_VIDEO_BITRATE = 1_000_000
+"""The publisher's encoder is pinned to this: forwarding cost grows with packets, and unpinned
+aiortc lets REMB take VP8 to 1.5 and H.264 to 3 Mbit/s. None = leave it to REMB."""
 SUBSCRIBERS_PER_WORKER = 8
 JOIN_CONCURRENCY = 4
 FIRST_FRAME_TIMEOUT_S = 15.0
@@ -178,6 +181,8 @@ class ForwardingBenchmark:
     warmup_s: float
     video_noise: int
     """+- luma noise in the published picture (0 = flat painted video)."""
+    video_bitrate: int | None
+    """Publisher's encoder bitrate, pinned (bit/s); None = REMB-driven."""
     subscriber_counts: list[int]
     modes: list[str]
     environment: dict[str, Any]
@@ -228,6 +233,7 @@ async def run_forwarding_benchmark(
     *,
     warmup_s: float = 3.0,
     video_noise: int = DEFAULT_VIDEO_NOISE,
+    video_bitrate: int | None = DEFAULT_VIDEO_BITRATE,
     out: TextIO | None = None,
     progress: Progress | None = _stderr_progress,
 ) -> dict[str, Any]:
@@ -244,12 +250,15 @@ async def run_forwarding_benchmark(
         raise ValueError("the window must be positive")
     if not 0 <= video_noise <= 64:
         raise ValueError("video noise must be within 0..64")
+    if video_bitrate is not None and not 100_000 <= video_bitrate <= 10_000_000:
+        raise ValueError("video bitrate must be within 0.1..10 Mbit/s")
     say = progress or (lambda message: None)
     result = ForwardingBenchmark(
         codec=codec,
         window_s=window_s,
         warmup_s=warmup_s,
         video_noise=video_noise,
+        video_bitrate=video_bitrate,
         subscriber_counts=counts,
         modes=list(dict.fromkeys(modes)),
         environment=_environment(),
@@ -304,6 +313,7 @@ async def _run_mode(result: ForwardingBenchmark, mode: str, log_dir: Path, say: 
                 height=HEIGHT,
                 fps=FPS,
                 noise=result.video_noise,
+                bitrate=result.video_bitrate,
             )
         )
         published = await publisher.expect(Published, WORKER_START_TIMEOUT_S)

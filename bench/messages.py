@@ -27,6 +27,8 @@ class PublisherConfig(BaseModel):
     fps: int = 30
     noise: int = 0
     """Amplitude of the per-frame luma noise below the index rows (0 = flat painted video)."""
+    bitrate: int | None = None
+    """Video encoder bitrate pinned to this (bit/s); None = aiortc's REMB-driven default."""
 
 
 class SubscriberSeat(BaseModel):

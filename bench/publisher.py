@@ -12,6 +12,8 @@ import contextlib
 import logging
 import time
 
+import aiortc.codecs.h264
+import aiortc.codecs.vpx
 import av
 import numpy as np
 
@@ -22,6 +24,20 @@ from media.synthetic import BLOCK, PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient
 
 START_TIMEOUT_S = 20.0
+
+
+def pin_encoder_bitrate(bitrate: int) -> None:
+    """Make aiortc's VP8 and H.264 encoders in this process run at `bitrate`, whatever REMB says.
+
+    They start at their module's DEFAULT_BITRATE and follow REMB within MIN_BITRATE..MAX_BITRATE
+    (VP8 0.25-1.5 Mbit/s, H.264 0.5-3 Mbit/s), all read at call time: pinning all three gives
+    every run, codec and N the same forwarded bitrate. Only this benchmark publisher does this.
+    """
+    for module in (aiortc.codecs.vpx, aiortc.codecs.h264):
+        for name in ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE"):
+            if not isinstance(getattr(module, name, None), int):
+                raise RuntimeError(f"{module.__name__}.{name} is gone: cannot pin the bitrate")
+            setattr(module, name, bitrate)
 
 
 class TimedPaintedVideoTrack(PaintedVideoTrack):
@@ -118,6 +134,8 @@ async def main() -> None:
     commands = await open_commands()
     try:
         config = PublisherConfig.model_validate_json(await commands.readline())
+        if config.bitrate is not None:
+            pin_encoder_bitrate(config.bitrate)
         await publish(config, commands)
     except Exception as exc:
         emit(Failed(error=describe_error(exc)))

@@ -151,9 +151,12 @@ def _ratio_basis(targets: Targets) -> str:
 
 
 def _picture(result: ForwardingBenchmark) -> str:
-    if result.video_noise <= 0:
-        return "flat painted"
-    return f"painted + noise ±{result.video_noise}"
+    picture = (
+        "flat painted" if result.video_noise <= 0 else f"painted + noise ±{result.video_noise}"
+    )
+    if result.video_bitrate is None:
+        return f"{picture}, encoder bitrate by REMB"
+    return f"{picture}, encoder pinned at {result.video_bitrate / 1e6:g} Mbit/s"
 
 
 def _verdict(met: bool | None) -> str:
