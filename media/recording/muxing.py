@@ -34,8 +34,10 @@ def open_copy_output(path: Path, codec: str, fragment_s: float = FRAGMENT_S) -> 
     """An output container for stream copy of `codec`, written so a crash keeps what was muxed."""
     if EXTENSIONS[codec] == "mp4":
         return av.open(str(path), "w", format="mp4", options=fragmented_mp4_options(fragment_s))
-    # Matroska/WebM is readable after a crash as it is; flush each packet to the file.
-    return av.open(str(path), "w", format="webm", options={"flush_packets": "1"})
+    # Matroska/WebM is readable after a crash up to its last complete cluster: keep clusters
+    # short (the default is 5 s for audio) and flush each one to the file.
+    options = {"flush_packets": "1", "cluster_time_limit": str(int(fragment_s * 1000))}
+    return av.open(str(path), "w", format="webm", options=options)
 
 
 def h264_size(keyframe: bytes) -> tuple[int, int]:

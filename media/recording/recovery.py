@@ -123,7 +123,10 @@ def recover_recording(directory: Path | str, remux: bool = True) -> RecoveryRepo
         by_path = {p.path.name: p for p in report.files}
         for entry in manifest.tracks:
             probe = by_path.get(entry.file)
-            if probe is not None and entry.stop_offset_s is None:
+            if probe is None or not probe.readable:
+                continue
+            entry.packets = sum(stream.packets for stream in probe.streams)
+            if entry.stop_offset_s is None:
                 entry.stop_offset_s = round((entry.start_offset_s or 0.0) + probe.duration_s, 3)
     else:
         for entry in manifest.tracks:

@@ -51,20 +51,27 @@ def encode_video_clip(
     chroma: tuple[int, int] = (128, 128),
     noise: bool = True,
     seed: int = 1,
+    codec: str = "h264",
 ) -> EncodedClip:
-    """A painted clip (frame index, moving bar, optional noise) in H.264 baseline, GOP 1 s."""
-    encoder = av.CodecContext.create("libx264", "w")
+    """A painted clip (frame index, moving bar, optional noise), GOP 1 s.
+
+    `codec` "h264": baseline Annex-B with SPS/PPS on keyframes; "vp8": libvpx frames.
+    """
+    encoder = av.CodecContext.create("libx264" if codec == "h264" else "libvpx", "w")
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base = Fraction(1, 90000)
     encoder.framerate = Fraction(fps)
     encoder.bit_rate = bitrate
     encoder.gop_size = fps
-    encoder.options = {
-        "preset": "ultrafast",
-        "tune": "zerolatency",
-        "profile": "baseline",
-        "repeat-headers": "1",
-    }
+    if codec == "h264":
+        encoder.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "repeat-headers": "1",
+        }
+    else:
+        encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     rng = np.random.default_rng(seed)
     noise_frames = [
         rng.integers(-24, 24, size=(height // 2, width // 2), dtype=np.int16) for _ in range(8)
@@ -88,7 +95,8 @@ def encode_video_clip(
         frame.time_base = Fraction(1, 90000)
         packets += [(bytes(p), p.pts or 0, bool(p.is_keyframe)) for p in encoder.encode(frame)]
     packets += [(bytes(p), p.pts or 0, bool(p.is_keyframe)) for p in encoder.encode(None)]
-    return EncodedClip("video", "video/H264", 90000, packets, round(frames * 90000 / fps))
+    mime_type = "video/H264" if codec == "h264" else "video/VP8"
+    return EncodedClip("video", mime_type, 90000, packets, round(frames * 90000 / fps))
 
 
 def encode_audio_clip(seconds: float, frequency: float = 440.0) -> EncodedClip:
