@@ -677,3 +677,31 @@ def test_kill_9_mid_recording_loses_under_a_second_and_recovery_reports_it(
     assert manifest["duration_s"] == pytest.approx(recovered.duration_s, abs=0.01)
     recover_recording(tmp_path / "individual")
     assert find_interrupted(tmp_path) == []
+
+
+# ---- benchmark -----------------------------------------------------------------------------
+
+
+async def test_recording_benchmark_prints_one_row_per_mode_and_the_targets() -> None:
+    from io import StringIO
+
+    from bench.recording import run_recording_benchmark
+
+    out = StringIO()
+    figures = await run_recording_benchmark(
+        1.0,
+        warmup_s=0.5,
+        publishers=1,
+        source_size=(320, 240),
+        composed_resolution=(640, 480),
+        out=out,
+        progress=None,
+    )
+    text = out.getvalue()
+    assert figures["errors"] == []
+    assert [run["mode"] for run in figures["runs"]] == ["none", "individual", "composed"]
+    individual, composed = figures["runs"][1], figures["runs"][2]
+    assert individual["tracks"] == 2 and individual["details"]["frames_copied"] > 50
+    assert composed["details"]["frames_encoded"] >= 25
+    assert "no recording" in text and "individual copy" in text and "composed 640x480@25" in text
+    assert "CPU-s/s per track" in text and "cores over no recording" in text

@@ -155,7 +155,7 @@ class CompositeRecorder(Recorder):
                 "fragment_s": self.fragment_s,
             },
         )
-        self._manifest.write(self.directory)
+        self._manifest_dirty = True  # written by the compose thread
 
     def _track_added(self, track: RecordingTrack) -> None:
         codec = track.info.codec
@@ -301,6 +301,7 @@ class CompositeRecorder(Recorder):
         return container, video, audio
 
     def _compose_loop(self) -> None:
+        self._write_manifest_if_changed()
         container, video_stream, audio_stream = self._open_output()
         canvas = Canvas(self.width, self.height)
         fifo = av.AudioFifo()

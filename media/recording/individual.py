@@ -85,7 +85,6 @@ class IndividualRecorder(Recorder):
             started_at=self.started_at,
             options={"fragment_s": self.fragment_s},
         )
-        self._manifest.write(self.directory)
 
     def _track_added(self, track: RecordingTrack) -> None:
         if track.info.codec not in SUPPORTED_CODECS:
@@ -102,6 +101,7 @@ class IndividualRecorder(Recorder):
 
     def _run(self) -> None:
         assert self._manifest is not None
+        self._manifest.write(self.directory)
         while True:
             item = self._queue.get(timeout=1.0)
             if item is None:

@@ -144,7 +144,6 @@ class Recorder:
         """Offset 0 of the recording; starts the recorder's thread. Call on the event loop."""
         if self._thread is not None:
             raise RuntimeError("recorder already started")
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         self._started_monotonic = self._clock()
         self.started_at = time.time()
@@ -177,8 +176,8 @@ class Recorder:
         track = RecordingTrack(
             self, info, f"{self._segments:03d}-{safe_id}-{info.kind}", request_keyframe
         )
+        self._track_added(track)  # raises for a codec the recorder cannot take
         self._tracks.append(track)
-        self._track_added(track)
         track.request_keyframe(force=True)
         return track
 
@@ -224,6 +223,7 @@ class Recorder:
 
     def _run_thread(self) -> None:
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._run()
         except BaseException as error:  # reported by stop(); the thread must not die silently
             log.exception("%s recorder thread failed", self.mode)
@@ -236,7 +236,7 @@ class Recorder:
     # ---- subclass hooks --------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Before the thread starts (event loop)."""
+        """Before the thread starts (event loop; no file I/O here)."""
 
     def _track_added(self, track: RecordingTrack) -> None:
         """A track was added (event loop)."""
