@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 import av
@@ -62,6 +63,11 @@ def scaled_planes(
     return target, planes  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=1)
+def _warn_no_pillow() -> None:
+    logging.getLogger(__name__).warning("Pillow is not installed: composed tiles get no names")
+
+
 def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
     plane = frame.planes[index]
     data = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
@@ -70,9 +76,15 @@ def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def name_band(name: str, width: int, height: int) -> np.ndarray:
-    """Luma of a name band: the name in white, centred, on black; cut with … if too long."""
-    from PIL import Image, ImageDraw, ImageFont  # Pillow; imported only when names are drawn
+    """Luma of a name band: the name in white, centred, on black; cut with … if too long.
 
+    Without Pillow the band stays black (logged once): a recording never fails over a label.
+    """
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        _warn_no_pillow()
+        return np.full((height, width), BLACK_Y, dtype=np.uint8)
     image = Image.new("L", (width, height), BLACK_Y)
     size = max(8, int(height * 0.72))
     font = ImageFont.load_default(size=size)

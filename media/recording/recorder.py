@@ -134,7 +134,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
-        self._result: RecordingResult | None = None
+        self._stopped: asyncio.Future[RecordingResult] | None = None
         self.error: BaseException | None = None
         """What broke the recorder's thread, if anything did."""
 
@@ -203,21 +203,26 @@ class Recorder:
         return list(self._tracks)
 
     async def stop(self) -> RecordingResult:
-        """Stop, let the thread finish every file, return what was written. Idempotent."""
-        if self._result is not None:
-            return self._result
+        """Stop, let the thread finish every file, return what was written.
+
+        Idempotent; concurrent callers share one result. Raises RuntimeError if the recorder's
+        thread failed (the files stay as they are: `recovery.recover_recording` them).
+        """
         if self._thread is None:
             raise RuntimeError("recorder was never started")
-        if not self._stopping:
+        if self._stopped is None:
             self._stopping = True
             for track in self._tracks:
                 self.remove_track(track)
             self._stop_requested(self.elapsed_s())
-        await asyncio.to_thread(self._thread.join)
+            self._stopped = asyncio.ensure_future(self._wind_down(self._thread))
+        return await asyncio.shield(self._stopped)
+
+    async def _wind_down(self, thread: threading.Thread) -> RecordingResult:
+        await asyncio.to_thread(thread.join)
         if self.error is not None:
             raise RuntimeError(f"{self.mode} recorder failed") from self.error
-        self._result = await asyncio.to_thread(self._finish)
-        return self._result
+        return await asyncio.to_thread(self._finish)
 
     # ---- for the thread --------------------------------------------------------------------
 
