@@ -176,6 +176,8 @@ class TrackForwarder:
         self._consumers: list[FrameConsumer] = []
         self._keyframes = KeyframeRequester(self._send_pli, keyframe_interval_s)
         self._ended = asyncio.Event()
+        self.paused = False
+        """Frames are counted but not forwarded (a force-muted microphone)."""
         original = aiortc_hooks.get_decoder_queue(receiver)
         # The decoder thread (started by receiver.receive) reads `original` through the tap and
         # only ever sees the end-of-stream None.
@@ -223,6 +225,8 @@ class TrackForwarder:
             self.stats.first_frame_at = self.stats.last_frame_at
         if keyframe and self.kind == "video":
             self.stats.keyframes += 1
+        if self.paused:
+            return
         for consumer in tuple(self._consumers):
             consumer.push(packet, keyframe)
 

@@ -14,6 +14,8 @@ class PublishedSource(Protocol):
     kind: str
     forwards_encoded: bool
     """True when subscribers get the publisher's encoded frames (no encoder on the SFU)."""
+    paused: bool
+    """When True nothing is forwarded (force mute)."""
 
     def subscribe(self) -> MediaStreamTrack: ...
 
@@ -33,6 +35,7 @@ class RelaySource:
     """
 
     forwards_encoded = False
+    paused = False  # not enforced in the benchmark baseline
 
     def __init__(self, track: MediaStreamTrack) -> None:
         self.kind: str = track.kind

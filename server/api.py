@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.keys import SETTINGS
-from server.tokens import TokenError, verify_token
+from server.keys import SETTINGS, TOKENS
+from server.tokens import TokenError
 from signaling.permissions import Grant
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ async def authenticate(request: web.Request, auth: Auth) -> Caller:
     if not token:
         raise ApiError(401, "unauthorized", "join token required (Authorization: Bearer)")
     try:
-        grant = verify_token(settings.secret, token)
+        grant = request.app[TOKENS].verify(token)
     except TokenError as exc:
         raise ApiError(401, exc.code, exc.reason) from exc
     room = request.match_info.get("room")

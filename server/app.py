@@ -13,13 +13,24 @@ from media.ice import configure_gathering
 from server import routes_participant, routes_sessions, routes_staff
 from server.api import ApiRoutes, json_errors
 from server.api_models import DEFAULT_BUG_CATEGORIES
-from server.keys import BUG_CATEGORIES, DATABASE, REGISTRY, SETTINGS, STORE, TELEMETRY
+from server.keys import (
+    BUG_CATEGORIES,
+    DATABASE,
+    PROJECTS,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    TELEMETRY,
+    TOKENS,
+)
 from server.pages import add_page_routes, security_headers
+from server.projects import load_projects
 from server.rtc_endpoint import rtc_websocket
 from server.session_store import SessionStore
 from server.settings import Settings, SettingsError
 from server.storage import Database
 from server.telemetry import TelemetryRecorder
+from server.tokens import TokenVerifier
 from signaling.room import RoomRegistry
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,8 @@ def create_app(settings: Settings) -> web.Application:
         raise SettingsError("secret, API key and staff token must be set (resolve_credentials)")
     app = web.Application(middlewares=[json_errors, security_headers], client_max_size=1024**2)
     app[SETTINGS] = settings
+    app[PROJECTS] = load_projects(settings)
+    app[TOKENS] = TokenVerifier(settings.secret, app[PROJECTS])
     app[BUG_CATEGORIES] = (
         {c: c.replace("_", " ").capitalize() for c in settings.bug_categories}
         if settings.bug_categories

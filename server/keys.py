@@ -15,5 +15,9 @@ STORE = web.AppKey("store", object)
 """server.session_store.SessionStore"""
 TELEMETRY = web.AppKey("telemetry", object)
 """server.telemetry.TelemetryRecorder"""
+TOKENS = web.AppKey("tokens", object)
+"""server.tokens.TokenVerifier: the one verifier of join tokens, all formats"""
+PROJECTS = web.AppKey("projects", object)
+"""server.projects.ProjectRegistry"""
 BUG_CATEGORIES = web.AppKey("bug_categories", dict)
 """category id -> label"""

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.keys import REGISTRY, SETTINGS
-from server.tokens import TokenError, verify_token
+from server.keys import REGISTRY, SETTINGS, TOKENS
+from server.tokens import TokenError
 from signaling.connection import CLOSE_JOIN_TIMEOUT, Connection
 from signaling.errors import ErrorCode, SignalingError
 from signaling.permissions import Grant
@@ -32,7 +32,7 @@ async def rtc_websocket(request: web.Request) -> web.WebSocketResponse:
 
     def verify(token: str) -> Grant:
         try:
-            return verify_token(settings.secret, token)
+            return request.app[TOKENS].verify(token)
         except TokenError as exc:
             raise SignalingError(ErrorCode(exc.code), exc.reason) from exc
 

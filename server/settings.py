@@ -49,6 +49,15 @@ class Settings:
     """Log JSON lines instead of text."""
     bug_categories: tuple[str, ...] = ()
     """Bug report categories (ids); empty = the default list."""
+    vonage_api_key: str = ""
+    """Default Vonage-compatible project: API key (also its REST project id)."""
+    vonage_api_secret: str = ""
+    vonage_application_id: str = ""
+    """Optional application id whose RS256 JWTs (vonage-video SDK) are accepted."""
+    vonage_public_key_file: str = ""
+    """PEM public key of that application."""
+    vonage_projects_file: str | None = None
+    """JSON list of further projects: api_key, api_secret, application_id, public_key_pem."""
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -89,6 +98,11 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
     "PARLOIR_BUG_CATEGORIES": ("bug_categories", _split),
+    "PARLOIR_VONAGE_API_KEY": ("vonage_api_key", str),
+    "PARLOIR_VONAGE_API_SECRET": ("vonage_api_secret", str),
+    "PARLOIR_VONAGE_APPLICATION_ID": ("vonage_application_id", str),
+    "PARLOIR_VONAGE_PUBLIC_KEY_FILE": ("vonage_public_key_file", str),
+    "PARLOIR_VONAGE_PROJECTS_FILE": ("vonage_projects_file", str),
 }
 
 

@@ -66,7 +66,9 @@ class TelemetryRecorder:
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
         self._write(room.id, "call_left", participant, data={"reason": reason})
 
-    def publication_changed(self, room: Room, publication: Publication, live: bool) -> None:
+    def publication_changed(
+        self, room: Room, publication: Publication, live: bool, reason: str
+    ) -> None:
         participant = room.participants.get(publication.participant_id)
         if live:
             if participant is not None:

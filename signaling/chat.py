@@ -46,8 +46,9 @@ class TokenBucket:
 class ChatMessage:
     seq: int
     """Room-wide order."""
-    sender_id: str
-    sender_identity: str
+    sender_id: str | None
+    """None: sent by the platform (a REST signal)."""
+    sender_identity: str | None
     sender_name: str
     text: str
     topic: str
@@ -101,8 +102,8 @@ class ChatLog:
     def append(
         self,
         *,
-        sender_id: str,
-        sender_identity: str,
+        sender_id: str | None,
+        sender_identity: str | None,
         sender_name: str,
         text: str,
         topic: str,

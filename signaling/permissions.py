@@ -41,3 +41,9 @@ class Grant:
     """Unix time after which the token no longer admits anyone."""
     token_id: str
     """Unique id of the token (jti), for audit and replay checks."""
+    connection_data: str = ""
+    """Free data the token carries (Vonage `connection_data`), shown to the others."""
+    layout_classes: tuple[str, ...] = ()
+    """Initial layout classes of the participant's streams (Vonage)."""
+    project: str | None = None
+    """The Vonage-compatible project the token belongs to, if any."""

@@ -27,6 +27,10 @@ class Publication:
     sources: dict[str, PublishedSource] = field(default_factory=dict)
     """kind -> the source subscribers get, once its track has arrived."""
     created_at: float = field(default_factory=time.time)
+    layout_classes: list[str] = field(default_factory=list)
+    """Vonage layout classes (e.g. `focus`), used by composed recordings."""
+    force_muted: bool = False
+    """Audio muted by a moderator or the platform: not forwarded until unmuted."""
 
     @property
     def live(self) -> bool:
@@ -46,4 +50,5 @@ class Publication:
             "name": self.name,
             "kinds": sorted(self.mids),
             "muted": {kind: self.muted.get(kind, False) for kind in ("audio", "video")},
+            "layout_classes": list(self.layout_classes),
         }

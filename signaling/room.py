@@ -37,7 +37,9 @@ class RoomObserver(Protocol):
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None: ...
 
-    def publication_changed(self, room: Room, publication: Publication, live: bool) -> None: ...
+    def publication_changed(
+        self, room: Room, publication: Publication, live: bool, reason: str
+    ) -> None: ...
 
     def connection_failed(self, room: Room, participant: Participant, state: str) -> None: ...
 
@@ -51,7 +53,9 @@ class NullObserver:
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
         return None
 
-    def publication_changed(self, room: Room, publication: Publication, live: bool) -> None:
+    def publication_changed(
+        self, room: Room, publication: Publication, live: bool, reason: str
+    ) -> None:
         return None
 
     def connection_failed(self, room: Room, participant: Participant, state: str) -> None:
@@ -72,6 +76,9 @@ class Room:
     created_at: float = field(default_factory=time.time)
     chat: ChatLog = field(default_factory=ChatLog)
     """In memory only: gone when the room closes."""
+    mute_all_active: bool = False
+    """A moderator or the platform muted everyone; new publications start muted too."""
+    mute_all_excluded: set[str] = field(default_factory=set)
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "codec": self.codec.upper() if self.codec else None}
@@ -131,20 +138,38 @@ class Room:
                         f"no participant {request.to!r} here",
                         request_id=request.id,
                     )
-            message = self.chat.append(
-                sender_id=sender.id,
-                sender_identity=sender.identity,
-                sender_name=sender.name,
-                text=request.text,
-                topic=request.topic,
-                to_id=recipient.id if recipient else None,
-                to_identity=recipient.identity if recipient else None,
-            )
         except SignalingError as error:
             if sender.subscriber is not None:
                 sender.subscriber.send_chat(json.dumps(event_chat_error(error)))
             return
-        payload = json.dumps({**message.describe(), "request_id": request.id})
+        self.post_chat(
+            sender=sender,
+            text=request.text,
+            topic=request.topic,
+            recipient=recipient,
+            request_id=request.id,
+        )
+
+    def post_chat(
+        self,
+        *,
+        sender: Participant | None,
+        text: str,
+        topic: str,
+        recipient: Participant | None = None,
+        request_id: Any = None,
+    ) -> None:
+        """Append to the room's chat and deliver; `sender` None is the platform (a signal)."""
+        message = self.chat.append(
+            sender_id=sender.id if sender else None,
+            sender_identity=sender.identity if sender else None,
+            sender_name=sender.name if sender else "Platform",
+            text=text,
+            topic=topic,
+            to_id=recipient.id if recipient else None,
+            to_identity=recipient.identity if recipient else None,
+        )
+        payload = json.dumps({**message.describe(), "request_id": request_id})
         targets = [sender, recipient] if recipient else list(self.participants.values())
         for target in targets:
             if target is not None and target.subscriber is not None:
@@ -224,7 +249,9 @@ class Room:
             participant.publisher = None
 
     async def announce_live(self, participant: Participant, publication: Publication) -> None:
-        self.observer.publication_changed(self, publication, True)
+        if self.mute_all_active and publication.id not in self.mute_all_excluded:
+            self._force_mute(publication)
+        self.observer.publication_changed(self, publication, True, "published")
         for other in self.participants.values():
             if other.id != participant.id and other.role.can_subscribe:
                 self._subscribe(other, publication)
@@ -266,10 +293,44 @@ class Room:
         for other in self.participants.values():
             if other.subscriber is not None and other.subscriber.unsubscribe(publication.id):
                 other.request_subscriber_offer()
-        self.observer.publication_changed(self, publication, False)
+        self.observer.publication_changed(self, publication, False, reason)
         await self.broadcast(
             event_track_unpublished(publication.id, owner.id, reason), exclude=owner.id
         )
+
+    # ---- moderation (moderators and the platform's REST API) -------------------------------
+
+    def _force_mute(self, publication: Publication) -> bool:
+        """Mute a publication's audio on the server: frames stop being forwarded whatever the
+        publisher's client does."""
+        source = publication.sources.get("audio")
+        if source is None:
+            return False
+        source.paused = True
+        publication.muted["audio"] = True
+        publication.force_muted = True
+        return True
+
+    async def force_mute(self, publication_id: str) -> None:
+        owner, publication = self.find_publication(publication_id)
+        if self._force_mute(publication):
+            await self.broadcast(
+                {**event_mute_changed(publication.id, owner.id, "audio", True), "forced": True}
+            )
+
+    async def mute_all(self, active: bool, excluded: set[str]) -> None:
+        self.mute_all_active = active
+        self.mute_all_excluded = set(excluded) if active else set()
+        if not active:
+            return
+        for publication in self.live_publications():
+            if publication.id not in excluded and not publication.force_muted:
+                await self.force_mute(publication.id)
+
+    def set_layout_classes(self, publication_id: str, classes: list[str]) -> Publication:
+        _, publication = self.find_publication(publication_id)
+        publication.layout_classes = list(classes)
+        return publication
 
     async def set_muted(
         self, actor: Participant, publication_id: str, kind: str, muted: bool
@@ -279,6 +340,12 @@ class Room:
             raise SignalingError(ErrorCode.FORBIDDEN, "only its publisher or a moderator can mute")
         if kind not in publication.mids:
             raise SignalingError(ErrorCode.INVALID_MESSAGE, f"publication has no {kind} track")
+        if not muted and kind == "audio" and publication.force_muted:
+            # The publisher unmutes after a force mute: allowed unless mute-all still holds.
+            if self.mute_all_active and publication.id not in self.mute_all_excluded:
+                raise SignalingError(ErrorCode.FORBIDDEN, "a moderator muted everyone")
+            publication.force_muted = False
+            publication.sources["audio"].paused = False
         publication.muted[kind] = muted
         await self.broadcast(event_mute_changed(publication.id, owner.id, kind, muted))
 

@@ -142,6 +142,7 @@ async def test_late_joiner_receives_the_history_it_may_see(
     try:
         await a.send_chat("first")
         await a.send_chat("private", to=b.participant_id)
+        await chats(b, 2)  # relayed before b speaks: order across senders is arrival order
         await b.send_chat("second")
         await chats(a, 3)
         late = await connect(inprocess_server, "late", "cy")

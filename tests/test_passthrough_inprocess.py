@@ -35,15 +35,27 @@ class FrameCounter:
         self.keyframes += int(keyframe)
 
 
-def count_without_decoding(client: ParloirClient, received: ReceivedTrack) -> FrameCounter:
-    receiver: RTCRtpReceiver = next(
-        t.receiver
-        for t in client.subscriber_pc.getTransceivers()
-        if t.receiver.track is received.track
+def tapping_client(
+    server: InProcessServer, room: str, identity: str, role: Role
+) -> tuple[ParloirClient, dict[tuple[str, str], FrameCounter]]:
+    """A client whose received tracks are counted, never decoded: the tap goes in as each track
+    arrives, before its receiver starts."""
+    counters: dict[tuple[str, str], FrameCounter] = {}
+    client: ParloirClient
+
+    def on_track(received: ReceivedTrack) -> None:
+        receiver: RTCRtpReceiver = next(
+            t.receiver
+            for t in client.subscriber_pc.getTransceivers()
+            if t.receiver.track is received.track
+        )
+        counter = counters[(received.publication_id, received.kind)] = FrameCounter()
+        TrackForwarder(receiver, received.track).add_consumer(counter)
+
+    client = ParloirClient(
+        server.url, token=server.token(room, identity, role), room=room, on_track=on_track
     )
-    counter = FrameCounter()
-    TrackForwarder(receiver, received.track).add_consumer(counter)
-    return counter
+    return client, counters
 
 
 async def connect(
@@ -66,18 +78,21 @@ async def test_forwarded_tracks_are_never_decoded_on_the_server(
 
     monkeypatch.setattr(aiortc.rtcrtpreceiver, "get_decoder", counting_get_decoder)
     publisher = await connect(inprocess_server, "nodecode", "pub")
-    subscribers = [
-        await connect(inprocess_server, "nodecode", f"sub{i}", Role.SUBSCRIBER) for i in range(2)
+    tapped = [
+        tapping_client(inprocess_server, "nodecode", f"sub{i}", Role.SUBSCRIBER) for i in range(2)
     ]
+    subscribers = [client for client, _ in tapped]
+    for subscriber in subscribers:
+        await subscriber.connect()
     try:
         publication = await publisher.publish(
             audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 30)
         )
         counters = []
-        for subscriber in subscribers:
+        for subscriber, counted in tapped:
             for kind in ("audio", "video"):
-                received = await subscriber.wait_for_track(publication["id"], kind)
-                counters.append(count_without_decoding(subscriber, received))
+                await subscriber.wait_for_track(publication["id"], kind)
+                counters.append(counted[(publication["id"], kind)])
         await asyncio.sleep(2.0)
         assert all(c.frames > 20 for c in counters), [c.frames for c in counters]
         room = inprocess_server.registry.rooms["nodecode"]
