@@ -223,7 +223,7 @@ async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """API paths answer JSON even for unknown routes, wrong methods and server faults."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(("/api/", "/v2/")):
         return await handler(request)
     try:
         return await handler(request)

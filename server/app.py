@@ -22,15 +22,21 @@ from server.keys import (
     STORE,
     TELEMETRY,
     TOKENS,
+    VONAGE_EVENTS,
+    WEBHOOKS,
 )
+from server.observers import RoomObservers
 from server.pages import add_page_routes, security_headers
 from server.projects import load_projects
+from server.routes_vonage import add_vonage_routes
 from server.rtc_endpoint import rtc_websocket
 from server.session_store import SessionStore
 from server.settings import Settings, SettingsError
 from server.storage import Database
 from server.telemetry import TelemetryRecorder
 from server.tokens import TokenVerifier
+from server.vonage_events import VonageEvents
+from server.webhooks import WebhookOutbox
 from signaling.room import RoomRegistry
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     API.install(app)
+    add_vonage_routes(app)
     add_page_routes(app)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_rooms)
@@ -72,8 +79,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     app[STORE] = SessionStore(database)
     app[TELEMETRY] = TelemetryRecorder(app[STORE])
+    app[WEBHOOKS] = WebhookOutbox(database)
+    app[WEBHOOKS].start()
+    app[VONAGE_EVENTS] = VonageEvents(app[PROJECTS], app[WEBHOOKS])
     yield
     await app[TELEMETRY].close()
+    await app[VONAGE_EVENTS].drain()
+    await app[WEBHOOKS].close()
     await database.close()
 
 
@@ -86,9 +98,8 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         forwarding=settings.forwarding,
         preferred_video_codec=settings.video_codec,
     )
-    app[REGISTRY] = RoomRegistry(
-        media=media, observer=app[TELEMETRY], grace_s=settings.room_grace_s
-    )
+    observers = RoomObservers([app[TELEMETRY], app[VONAGE_EVENTS]])
+    app[REGISTRY] = RoomRegistry(media=media, observer=observers, grace_s=settings.room_grace_s)
     app[TELEMETRY].start(app[REGISTRY])
     yield
     await app[REGISTRY].close()

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["passthrough", "relay"],
         help="passthrough (default) or relay (decode+re-encode baseline)",
     )
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS/WSS directly")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
 
     token = commands.add_parser("token", help="print a join token")
     token.add_argument("--room", required=True, help="room id")
@@ -104,6 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
         ice_addresses=tuple(args.ice_addresses) if args.ice_addresses else None,
         video_codec=args.video_codec,
         forwarding=args.forwarding,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     serve(resolve_credentials(settings))
     return 0

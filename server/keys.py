@@ -19,5 +19,9 @@ TOKENS = web.AppKey("tokens", object)
 """server.tokens.TokenVerifier: the one verifier of join tokens, all formats"""
 PROJECTS = web.AppKey("projects", object)
 """server.projects.ProjectRegistry"""
+WEBHOOKS = web.AppKey("webhooks", object)
+"""server.webhooks.WebhookOutbox"""
+VONAGE_EVENTS = web.AppKey("vonage_events", object)
+"""server.vonage_events.VonageEvents"""
 BUG_CATEGORIES = web.AppKey("bug_categories", dict)
 """category id -> label"""

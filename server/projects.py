@@ -19,6 +19,10 @@ class Project:
     """vonage-video's application id (RS256 JWTs carry it)."""
     public_key_pem: str | None = None
     """Verifies the application's RS256 JWTs."""
+    callback_url: str | None = None
+    """Session-monitoring webhooks (connection/stream/archive events) are posted here."""
+    signature_secret: str | None = None
+    """Signs those webhooks (HS256 JWT in Authorization); unsigned when None."""
 
 
 @dataclass
@@ -51,6 +55,8 @@ def load_projects(settings: Settings) -> ProjectRegistry:
                 api_secret=settings.vonage_api_secret,
                 application_id=settings.vonage_application_id or None,
                 public_key_pem=_read(settings.vonage_public_key_file),
+                callback_url=settings.vonage_callback_url or None,
+                signature_secret=settings.vonage_signature_secret or None,
             )
         )
     if settings.vonage_projects_file is not None:
@@ -62,6 +68,8 @@ def load_projects(settings: Settings) -> ProjectRegistry:
                     api_secret=str(e["api_secret"]),
                     application_id=e.get("application_id"),
                     public_key_pem=e.get("public_key_pem") or _read(e.get("public_key_file")),
+                    callback_url=e.get("callback_url"),
+                    signature_secret=e.get("signature_secret"),
                 )
                 for e in entries
             ]

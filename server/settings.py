@@ -45,6 +45,10 @@ class Settings:
     """A socket that has not joined by then is closed."""
     room_grace_s: float = 30.0
     """An empty room (and its chat history) is closed after this long."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve HTTPS/WSS directly (deployments without a proxy)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
     log_json: bool = False
     """Log JSON lines instead of text."""
     bug_categories: tuple[str, ...] = ()
@@ -56,6 +60,10 @@ class Settings:
     """Optional application id whose RS256 JWTs (vonage-video SDK) are accepted."""
     vonage_public_key_file: str = ""
     """PEM public key of that application."""
+    vonage_callback_url: str = ""
+    """Session-monitoring webhook URL of the default project."""
+    vonage_signature_secret: str = ""
+    """Signs the default project's webhooks."""
     vonage_projects_file: str | None = None
     """JSON list of further projects: api_key, api_secret, application_id, public_key_pem."""
 
@@ -97,11 +105,15 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
+    "PARLOIR_TLS_CERT": ("tls_cert", Path),
+    "PARLOIR_TLS_KEY": ("tls_key", Path),
     "PARLOIR_BUG_CATEGORIES": ("bug_categories", _split),
     "PARLOIR_VONAGE_API_KEY": ("vonage_api_key", str),
     "PARLOIR_VONAGE_API_SECRET": ("vonage_api_secret", str),
     "PARLOIR_VONAGE_APPLICATION_ID": ("vonage_application_id", str),
     "PARLOIR_VONAGE_PUBLIC_KEY_FILE": ("vonage_public_key_file", str),
+    "PARLOIR_VONAGE_CALLBACK_URL": ("vonage_callback_url", str),
+    "PARLOIR_VONAGE_SIGNATURE_SECRET": ("vonage_signature_secret", str),
     "PARLOIR_VONAGE_PROJECTS_FILE": ("vonage_projects_file", str),
 }
 
@@ -130,6 +142,11 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"video codec {settings.video_codec!r} is not one of {VIDEO_CODECS}")
     if settings.forwarding not in FORWARDING_MODES:
         raise SettingsError(f"forwarding {settings.forwarding!r} is not one of {FORWARDING_MODES}")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("--tls-cert and --tls-key go together")
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"TLS file {path} does not exist")
     if settings.room_grace_s < 0 or settings.join_timeout_s <= 0:
         raise SettingsError("room grace must be >= 0 and join timeout > 0 seconds")
     if settings.max_message_bytes < 1024:

@@ -96,6 +96,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            signing_secret TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            delivered_at REAL,
+            last_error TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX webhook_outbox_due ON webhook_outbox(delivered_at, next_attempt_at);
+        CREATE TABLE vonage_sessions (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            media_mode TEXT NOT NULL,
+            archive_mode TEXT NOT NULL,
+            archive_name TEXT,
+            archive_resolution TEXT,
+            e2ee INTEGER NOT NULL DEFAULT 0,
+            location TEXT,
+            created_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

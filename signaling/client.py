@@ -63,6 +63,7 @@ class ParloirClient:
         room: str,
         name: str | None = None,
         on_track: Callable[[ReceivedTrack], None] | None = None,
+        ssl: Any = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -74,6 +75,7 @@ class ParloirClient:
         self.publisher_pc: RTCPeerConnection | None = None
         self.received: dict[tuple[str, str], ReceivedTrack] = {}
         self._on_track = on_track
+        self._ssl = ssl
         self._mid_map: dict[str, dict[str, Any]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -87,7 +89,9 @@ class ParloirClient:
 
     async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(f"{self.base_url}/rtc", heartbeat=20)
+        self._ws = await self._session.ws_connect(
+            f"{self.base_url}/rtc", heartbeat=20, ssl=self._ssl if self._ssl is not None else True
+        )
         self._reader = asyncio.ensure_future(self._read())
         request: dict[str, Any] = {"type": "join", "token": self.token, "room": self.room}
         if self.name:

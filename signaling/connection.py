@@ -43,6 +43,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_JOIN_TIMEOUT = 4408
 CLOSE_LEFT = 1000
 CLOSE_CONNECTION_LOST = 4410
+CLOSE_FORCE_DISCONNECTED = 4403
 
 SendJson = Callable[[dict[str, Any]], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -152,6 +153,7 @@ class Connection:
                 media=room.media,
                 on_connection_lost=self._connection_lost,
             )
+            participant.kick = self._kicked
             others = [p.describe() for p in room.participants.values()]
             await room.admit(participant)
             self.participant, self.room = participant, room
@@ -184,6 +186,7 @@ class Connection:
             name=message.name or participant.name,
             mids=mids,
             muted={"audio": message.audio_muted, "video": message.video_muted},
+            layout_classes=list(participant.grant.layout_classes),
         )
         room.announce(participant, publication)
         self._publish_requests[publication.id] = message.id
@@ -221,6 +224,12 @@ class Connection:
             if what == "failed" and self.room is not None:
                 self.room.observer.connection_failed(self.room, participant, what)
             asyncio.ensure_future(self._lost())
+
+    async def _kicked(self, reason: str) -> None:
+        """A moderator or the platform ends this connection."""
+        await self.send(event_left(reason))
+        await self._leave(reason)
+        await self._end(CLOSE_FORCE_DISCONNECTED, reason)
 
     async def _lost(self) -> None:
         await self._leave("networkDisconnected")

@@ -37,8 +37,11 @@ class Participant:
     on_connection_lost: Callable[[Participant, str], None]
     """Called if its media path breaks, with what broke: a peer connection state (`failed`,
     `closed`), `offer-failed`, `unanswered` or `answer-failed`."""
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """Also the Vonage connection id."""
     joined_at: float = field(default_factory=time.time)
+    kick: Callable[[str], Awaitable[None]] | None = None
+    """Ends this participant's connection with a reason (force disconnect)."""
     publications: dict[str, Publication] = field(default_factory=dict)
     """Live publications by id."""
     pending: list[Publication] = field(default_factory=list)
@@ -66,6 +69,7 @@ class Participant:
             "name": self.name,
             "role": self.role.value,
             "joined_at": int(self.joined_at * 1000),
+            "data": self.grant.connection_data,
         }
 
     def _peer_state_changed(self, state: str) -> None:
