@@ -3,9 +3,10 @@
 The model files ship inside the `mediapipe==0.10.21` wheel
 (`mediapipe/modules/selfie_segmentation/*.tflite`); nothing is downloaded at run time. They are
 run through the Tasks API `ImageSegmenter` in VIDEO mode. Two variants exist: a square one
-(256x256 input, suits 4:3 cameras) and a landscape one (256x144 input, suits 16:9, about half
-the cost). Measured here (2 vCPU, one thread): 4.4-5.1 ms and 2.3-2.8 ms per call; the call
-releases the GIL for nearly all of that time.
+(256x256 input) and a landscape one (256x144 input, about half the cost); landscape and 4:3
+cameras use the landscape one (see LANDSCAPE_ASPECT). Measured here (2 vCPU): 4.4-5.1 ms and
+2.3-2.8 ms of CPU per call, run on mediapipe's own graph threads while the calling thread
+waits without the GIL.
 
 Importing mediapipe costs about 0.7 s of GIL-holding Python once per process, so it is
 imported lazily: call `ensure_blur_available()` at server start-up (before serving) to pay it
