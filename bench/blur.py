@@ -78,7 +78,13 @@ DEFAULT_SCENARIOS = (Scenario(640, 480, 1), Scenario(640, 480, 4), Scenario(1280
 def astronaut_frame(width: int, height: int) -> np.ndarray:
     """skimage's astronaut (a person in front of a busy background) resized to width x height,
     RGB uint8."""
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise RuntimeError(
+            "the blur benchmark films skimage's astronaut: install scikit-image "
+            "(pip install -e '.[test]')"
+        ) from exc
 
     return cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
 
