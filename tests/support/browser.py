@@ -12,6 +12,7 @@ import time
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,98 @@ async def wait_until(
             return last
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what or expression}: {last!r}")
+
+
+# ---- a participant's call page ---------------------------------------------------------------
+
+
+@dataclass
+class CallParticipant:
+    """One browser page in a call, and what it reported along the way."""
+
+    name: str
+    page: Any
+    page_errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    async def participant_id(self) -> str:
+        return str(await self.page.evaluate("window.parloir.participantId"))
+
+    def tile(self, participant_id: str) -> Any:
+        """The camera tile this page shows for a participant (a Playwright locator)."""
+        return self.page.locator(f'figure[data-participant-id="{participant_id}"]')
+
+    async def assert_no_errors(self) -> None:
+        """No page errors, no refusals from the server, no CSP violations."""
+        errors = await self.page.evaluate("window.parloir.errors")
+        server_errors = await self.page.evaluate("window.parloir.serverErrors")
+        csp = [line for line in self.console if "Content Security Policy" in line]
+        details = f"{self.name}: console tail {self.console[-15:]}"
+        assert errors == [], f"{errors}; {details}"
+        assert self.page_errors == [], f"{self.page_errors}; {details}"
+        assert server_errors == [], f"{server_errors}; {details}"
+        assert csp == [], f"{csp}; {details}"
+
+
+async def open_call_page(
+    browser: Any,
+    server: Any,
+    room: str,
+    identity: str,
+    name: str,
+    *,
+    query: str = "",
+    publishes: bool = True,
+    viewport: tuple[int, int] = (1024, 576),
+) -> CallParticipant:
+    """Open /room/<room> with a fresh publisher token; wait until joined (and published)."""
+    from urllib.parse import quote
+
+    token = server.token(room, identity, "publisher", name=name)
+    page = await browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    call = CallParticipant(name=name, page=page)
+    page.on("pageerror", lambda error: call.page_errors.append(str(error)))
+    page.on("console", lambda message: call.console.append(f"{message.type}: {message.text}"))
+    await page.goto(f"{server.url}/room/{room}?token={quote(token)}{query}")
+    ready = "window.parloir.publicationId" if publishes else "true"
+    await wait_until(
+        page,
+        f"() => window.parloir && window.parloir.phase === 'joined' && {ready}",
+        what=f"{name} to join" + (" and publish" if publishes else ""),
+    )
+    return call
+
+
+# (currentTime, framesDecoded) of a <video> showing a remote track: framesDecoded is read from
+# the inbound-rtp of the subscriber receiver whose track the element plays.
+VIDEO_PROGRESS_JS = """
+async (video) => {
+  const track = video && video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
+  const pc = window.parloir.pcs.subscriber;
+  const receiver = track && pc ? pc.getReceivers().find((r) => r.track === track) : null;
+  if (!receiver) return null;
+  let frames = 0, width = 0;
+  (await receiver.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") {
+      frames = r.framesDecoded || 0;
+      width = r.frameWidth || 0;
+    }
+  });
+  return { time: video.currentTime, framesDecoded: frames, frameWidth: width,
+           videoWidth: video.videoWidth, videoHeight: video.videoHeight };
+}
+"""
+
+
+async def video_progress_of(page: Any, video_expression: str) -> dict[str, float] | None:
+    """VIDEO_PROGRESS_JS for the <video> that the JS expression `video_expression` names."""
+    handle = await page.evaluate_handle(f"() => {video_expression}")
+    result: dict[str, float] | None = await page.evaluate(VIDEO_PROGRESS_JS, handle)
+    return result
+
+
+async def thumbnail_of(page: Any, video_expression: str) -> np.ndarray:
+    """16x12 grey thumbnail of the <video> that the JS expression `video_expression` names."""
+    handle = await page.evaluate_handle(f"() => {video_expression}")
+    values = await page.evaluate(THUMBNAIL_JS, handle)
+    return np.asarray(values, dtype=np.float64).reshape(THUMB_HEIGHT, THUMB_WIDTH)

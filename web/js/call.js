@@ -1,11 +1,22 @@
-// The call page (/room/<room>?token=...): joins, publishes camera and mic, shows the others.
+// The call page (/room/<room>?token=...): joins, publishes camera and mic, shows the others;
+// in the call: chat, screen sharing (shown on a main stage) and the settings dialog.
 
 import { SignalingClient, ServerError } from "./signaling-client.js";
 import { PublisherConnection, SubscriberConnection } from "./peer-connections.js";
-import { TileGrid } from "./media-tiles.js";
-import { openCameraAndMic, stopStream, DEFAULT_VIDEO } from "./local-media.js";
+import { ScreenStage, TileGrid } from "./media-tiles.js";
+import {
+  openCameraAndMic,
+  openDevice,
+  openScreen,
+  stopStream,
+  DEFAULT_VIDEO,
+} from "./local-media.js";
+import { ChatPanel } from "./chat.js";
+import { ConnectionStats } from "./connection-stats.js";
+import { SettingsMenu } from "./settings-menu.js";
 
 const LEAVE_WAIT_MS = 2000;
+const OWN_SCREEN = "own-screen"; // the stage's key for this page's own share
 
 // Why the server closed the socket, by close code (PROTOCOL.md), and whether rejoining can help.
 const CLOSE_REASONS = {
@@ -34,8 +45,20 @@ const state = {
   roomCodec: null,
   participants: new Map(), // id -> participant object (others only)
   publications: new Map(), // id -> publication object (everyone's live ones)
-  publication: null, // this page's own live publication
+  publication: null, // this page's own live camera publication
+  cameraTransceivers: {}, // kind -> RTCRtpTransceiver of the camera publication
+  cameraPublished: null, // promise of the camera publication, while and after it is set up
   local: { stream: null, audio: null, video: null },
+  audioProcessing: true,
+  // This page's own share: {track, stream, published (promise), publicationId, ending}.
+  screen: null,
+  screenStarting: false,
+  // Publication id -> [{track, subscription}]: tracks that arrived before their publication.
+  pendingTracks: new Map(),
+  // Every track-unpublished seen: {publication_id, participant_id, reason, video_type}.
+  unpublished: [],
+  speaker: null, // chosen speaker deviceId (null: the default)
+  deviceSwitches: 0,
   muted: { audio: false, video: false },
   iceServers: [],
   publisher: null,
@@ -53,8 +76,14 @@ const ui = {
   tiles: document.getElementById("tiles"),
   call: document.getElementById("call"),
   controls: document.getElementById("controls"),
+  callBody: document.getElementById("call-body"),
+  stage: document.getElementById("stage"),
   mic: document.getElementById("mic-button"),
   camera: document.getElementById("camera-button"),
+  share: document.getElementById("share-button"),
+  popout: document.getElementById("popout-button"),
+  chat: document.getElementById("chat-button"),
+  settings: document.getElementById("settings-button"),
   sound: document.getElementById("sound-button"),
   leave: document.getElementById("leave-button"),
   leftScreen: document.getElementById("left-screen"),
@@ -63,6 +92,53 @@ const ui = {
   rejoin: document.getElementById("rejoin-link"),
 };
 const grid = new TileGrid(ui.tiles);
+const stage = new ScreenStage(ui.stage, () => {
+  ui.call.classList.toggle("has-stage", stage.showing);
+  ui.call.classList.toggle("presenting", Boolean(stage.current && stage.current.local));
+  renderControls();
+});
+const chat = new ChatPanel({
+  panel: document.getElementById("chat-panel"),
+  list: document.getElementById("chat-messages"),
+  form: document.getElementById("chat-form"),
+  input: document.getElementById("chat-input"),
+  errorBox: document.getElementById("chat-error"),
+  toggle: ui.chat,
+  unread: document.getElementById("chat-unread"),
+  closeButton: document.getElementById("chat-close"),
+  selfId: () => state.participantId,
+  nameOf: (id) => nameOf(id),
+});
+const connectionStats = new ConnectionStats(() => ({
+  publisher: state.publisher ? state.publisher.pc : null,
+  subscriber: state.subscriber ? state.subscriber.pc : null,
+}));
+const settings = new SettingsMenu({
+  ui: {
+    dialog: document.getElementById("settings-dialog"),
+    openButton: ui.settings,
+    closeButton: document.getElementById("settings-close"),
+    camera: document.getElementById("camera-select"),
+    microphone: document.getElementById("microphone-select"),
+    speaker: document.getElementById("speaker-select"),
+    speakerNote: document.getElementById("speaker-note"),
+    deviceError: document.getElementById("device-error"),
+    stats: {
+      outgoing: document.getElementById("stat-outgoing"),
+      incoming: document.getElementById("stat-incoming"),
+      receiveLoss: document.getElementById("stat-receive-loss"),
+      sendLoss: document.getElementById("stat-send-loss"),
+      rtt: document.getElementById("stat-rtt"),
+    },
+  },
+  current: () => ({
+    camera: deviceIdOf(state.local.video),
+    microphone: deviceIdOf(state.local.audio),
+    speaker: state.speaker,
+  }),
+  onChange: (kind, deviceId) => switchDevice(kind, deviceId),
+  stats: connectionStats,
+});
 
 // ---- page errors and messages -------------------------------------------------------------
 
@@ -126,6 +202,29 @@ Object.defineProperty(window, "parloir", {
       });
     },
     get remoteTiles() { return [...grid.remote.values()].map(remoteTileView); },
+    get publications() { return [...state.publications.values()].map((p) => ({ ...p })); },
+    get unpublished() { return state.unpublished.map((u) => ({ ...u })); },
+    get stage() {
+      const current = stage.current;
+      return Object.freeze({
+        showing: current !== null,
+        publicationId: current ? current.publicationId : null,
+        participantId: current ? current.participantId : null,
+        local: current ? current.local : false,
+        video: stage.video,
+        element: ui.stage,
+      });
+    },
+    get screenShare() {
+      const share = state.screen;
+      return share
+        ? { active: true, track: share.track, publicationId: share.publicationId }
+        : { active: false, track: null, publicationId: null };
+    },
+    get chat() { return chat.view(); },
+    get connectionStats() { return settings.latest ? { ...settings.latest } : null; },
+    get speaker() { return state.speaker; },
+    get deviceSwitches() { return state.deviceSwitches; },
     get participants() { return [...state.participants.values()].map((p) => ({ ...p })); },
     get errors() { return [...state.errors]; },
     get serverErrors() { return state.serverErrors.map((e) => ({ ...e })); },
@@ -147,6 +246,25 @@ function renderControls() {
   ui.camera.classList.toggle("off", state.muted.video);
   ui.leave.disabled = !(joined || state.phase === "joining");
   ui.sound.hidden = !state.soundBlocked;
+
+  const canShare =
+    joined &&
+    state.role !== "subscriber" &&
+    Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+  ui.share.disabled = !canShare || state.screenStarting;
+  ui.share.textContent = state.screen ? "Stop sharing" : "Share screen";
+  ui.share.classList.toggle("active", Boolean(state.screen));
+  ui.chat.disabled = !joined;
+  ui.settings.disabled = !joined;
+
+  // While presenting, the others' camera can float over whatever window is being shown.
+  const pipTile = popOutCandidate();
+  ui.popout.hidden = !(state.screen && document.pictureInPictureEnabled && pipTile);
+  ui.popout.textContent = document.pictureInPictureElement ? "Pop in video" : "Pop out video";
+}
+
+function deviceIdOf(track) {
+  return track && track.readyState === "live" ? track.getSettings().deviceId || null : null;
 }
 
 /** Mute or unmute our own track: disable it locally and tell the room. */
@@ -172,6 +290,12 @@ async function toggleMute(kind) {
   }
 }
 
+ui.share.addEventListener("click", () => (state.screen ? stopScreenShare() : startScreenShare()));
+ui.popout.addEventListener("click", () => togglePopOut());
+// Picture-in-picture also ends from the floating window's own close button.
+for (const type of ["enterpictureinpicture", "leavepictureinpicture"]) {
+  document.addEventListener(type, () => renderControls(), true);
+}
 ui.mic.addEventListener("click", () => toggleMute("audio"));
 ui.camera.addEventListener("click", () => toggleMute("video"));
 ui.leave.addEventListener("click", () => leave());
@@ -201,9 +325,14 @@ function addParticipant(participant) {
 function removeParticipant(participantId) {
   state.participants.delete(participantId);
   for (const [id, publication] of state.publications) {
-    if (publication.participant_id === participantId) state.publications.delete(id);
+    if (publication.participant_id === participantId) {
+      state.publications.delete(id);
+      state.pendingTracks.delete(id);
+    }
   }
+  stage.removeParticipant(participantId);
   grid.removeRemote(participantId);
+  renderControls();
 }
 
 function addPublication(publication) {
@@ -214,10 +343,16 @@ function addPublication(publication) {
     tile.setMuted("audio", publication.muted.audio);
     tile.setMuted("video", publication.muted.video);
   }
+  // Tracks whose subscriber offer overtook the announcement.
+  const early = state.pendingTracks.get(publication.id) || [];
+  state.pendingTracks.delete(publication.id);
+  for (const { track, subscription } of early) remoteTrackArrived(track, subscription);
 }
 
 function removePublication(publicationId, participantId) {
   state.publications.delete(publicationId);
+  state.pendingTracks.delete(publicationId);
+  stage.remove(publicationId);
   const tile = grid.remote.get(participantId);
   if (tile && tile.publicationId === publicationId) {
     tile.publicationId = null;
@@ -230,11 +365,29 @@ function removePublication(publicationId, participantId) {
 
 function remoteTrackArrived(track, subscription) {
   const publication = state.publications.get(subscription.publication_id);
-  if (publication && publication.video_type !== "camera") return; // screen share: not shown yet
+  if (!publication) {
+    // Its track-published (or joined) has not arrived yet: shown once we know what it is.
+    const early = state.pendingTracks.get(subscription.publication_id) || [];
+    early.push({ track, subscription });
+    state.pendingTracks.set(subscription.publication_id, early);
+    return;
+  }
+  if (publication.video_type === "screen") {
+    if (subscription.kind === "video") {
+      stage.show({
+        publicationId: publication.id,
+        participantId: publication.participant_id,
+        name: nameOf(publication.participant_id) || publication.name || "Someone",
+        track,
+      });
+    }
+    return;
+  }
   const tile = grid.remoteTile(subscription.participant_id, nameOf(subscription.participant_id));
   tile.publicationId = subscription.publication_id;
   if (subscription.kind === "video") {
     tile.setVideoTrack(track);
+    renderControls();
   } else {
     tile.setAudioTrack(track).then((played) => {
       if (!played) {
@@ -263,6 +416,146 @@ function muteChanged(message) {
   }
 }
 
+// ---- screen sharing -------------------------------------------------------------------------
+
+/** Share a screen, window or tab as a second publication (`video_type: screen`). */
+async function startScreenShare() {
+  if (state.screen || state.screenStarting || state.phase !== "joined") return;
+  state.screenStarting = true;
+  renderControls();
+  let track;
+  try {
+    track = await openScreen();
+  } catch (error) {
+    notify(describeError(error));
+    return;
+  } finally {
+    state.screenStarting = false;
+    renderControls();
+  }
+  if (!track) {
+    setStatus("Screen sharing cancelled");
+    return;
+  }
+  if (state.phase !== "joined") {
+    track.stop();
+    return;
+  }
+  const stream = new MediaStream([track]);
+  const share = { track, stream, published: null, publicationId: null, ending: false };
+  state.screen = share;
+  // The browser's own "Stop sharing" (or the shared window closing) ends the track.
+  track.addEventListener("ended", () => stopScreenShare());
+  stage.show({
+    publicationId: OWN_SCREEN,
+    participantId: state.participantId,
+    name: state.name,
+    track,
+    local: true,
+  });
+  setStatus("Presenting your screen");
+  share.published = ensurePublisher().publish(stream, { video: track }, { videoType: "screen" });
+  try {
+    const { publication } = await share.published;
+    share.publicationId = publication.id;
+    if (!share.ending) state.publications.set(publication.id, publication);
+  } catch (error) {
+    if (state.phase === "joined" && !share.ending) {
+      notify(`Could not share your screen: ${describeError(error)}`);
+      stopScreenShare();
+    }
+  }
+  renderControls();
+}
+
+/** Stop sharing (button, or the browser ended the capture): unpublish, stop the capture. */
+async function stopScreenShare(reason = "mediaStopped") {
+  const share = state.screen;
+  if (!share || share.ending) return;
+  share.ending = true;
+  state.screen = null;
+  share.track.stop();
+  stage.remove(OWN_SCREEN);
+  renderControls();
+  if (state.phase === "joined") setStatus(`In the call as ${state.name}`);
+  const published = await share.published.catch(() => null);
+  if (!published || state.phase !== "joined") return;
+  state.publications.delete(published.publication.id);
+  try {
+    await state.publisher.unpublish(published.publication.id, published.transceivers, reason);
+  } catch (error) {
+    const gone = error instanceof ServerError && error.code === "unknown-publication";
+    if (state.phase === "joined" && !gone) {
+      notify(`Stopping the screen share failed: ${describeError(error)}`);
+    }
+  }
+}
+
+/** The remote camera tile the pop-out shows: the first one with live video. */
+function popOutCandidate() {
+  for (const tile of grid.remote.values()) {
+    if (tile.videoTrack && tile.videoTrack.readyState === "live") return tile;
+  }
+  return null;
+}
+
+async function togglePopOut() {
+  try {
+    if (document.pictureInPictureElement) {
+      await document.exitPictureInPicture();
+    } else {
+      const tile = popOutCandidate();
+      if (tile) await tile.video.requestPictureInPicture();
+    }
+  } catch (error) {
+    notify(`The video could not be popped out: ${describeError(error)}`, "info");
+  }
+  renderControls();
+}
+
+// ---- devices --------------------------------------------------------------------------------
+
+/**
+ * Switch camera or microphone without rejoining: open the new device, replace the track the
+ * publisher sends (no renegotiation), update the preview, stop the old track. `speaker`: play
+ * the others' sound on another output. Rejects with an Error whose message is for the user.
+ */
+async function switchDevice(kind, deviceId) {
+  if (kind === "speaker") {
+    state.speaker = deviceId;
+    if (!(await grid.setAudioOutput(deviceId))) throw new Error("That speaker could not be used.");
+    return;
+  }
+  const trackKind = kind === "camera" ? "video" : "audio";
+  if (!state.local[trackKind]) throw new Error(`No ${kind} is in use in this call.`);
+  // A publish still under way sends the old track: let it finish first.
+  if (state.cameraPublished) await state.cameraPublished.catch(() => null);
+  const track = await openDevice(trackKind, deviceId, {
+    video: DEFAULT_VIDEO,
+    audioProcessing: state.audioProcessing,
+  });
+  const old = state.local[trackKind];
+  if (state.phase !== "joined" || !old) {
+    track.stop();
+    return;
+  }
+  track.enabled = !state.muted[trackKind];
+  const transceiver = state.cameraTransceivers[trackKind];
+  try {
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+  } catch (error) {
+    track.stop();
+    throw new Error(`The new ${kind} could not be sent: ${describeError(error)}`);
+  }
+  state.local.stream.removeTrack(old);
+  state.local.stream.addTrack(track);
+  state.local[trackKind] = track;
+  if (trackKind === "video") grid.local.setVideoTrack(track);
+  old.stop();
+  state.deviceSwitches += 1;
+  setStatus(`Switched ${kind} to ${track.label || "the chosen device"}`);
+}
+
 // ---- joining, publishing, leaving ----------------------------------------------------------
 
 function wireSignaling(signaling) {
@@ -273,7 +566,12 @@ function wireSignaling(signaling) {
     state.role = message.participant.role;
     state.roomCodec = message.room.codec;
     state.iceServers = message.ice_servers;
-    state.subscriber = new SubscriberConnection(signaling, message.ice_servers, remoteTrackArrived);
+    state.subscriber = new SubscriberConnection(
+      signaling,
+      message.ice_servers,
+      remoteTrackArrived,
+      (channel) => chat.attach(channel),
+    );
     watchConnection(state.subscriber.pc, "subscriber");
     for (const participant of message.participants) addParticipant(participant);
     for (const publication of message.publications) addPublication(publication);
@@ -294,9 +592,16 @@ function wireSignaling(signaling) {
     if (name) setStatus(`${name} left`);
   });
   signaling.on("track-published", (message) => addPublication(message.publication));
-  signaling.on("track-unpublished", (message) =>
-    removePublication(message.publication_id, message.participant_id),
-  );
+  signaling.on("track-unpublished", (message) => {
+    const publication = state.publications.get(message.publication_id);
+    state.unpublished.push({
+      publication_id: message.publication_id,
+      participant_id: message.participant_id,
+      reason: message.reason,
+      video_type: publication ? publication.video_type : null,
+    });
+    removePublication(message.publication_id, message.participant_id);
+  });
   signaling.on("mute-changed", muteChanged);
   signaling.on("error", (message) => {
     state.serverErrors.push({ code: message.code, reason: message.reason });
@@ -325,14 +630,28 @@ function watchConnection(pc, label) {
   });
 }
 
+/** The publisher peer connection, opened on first use (camera publish or screen share). */
+function ensurePublisher() {
+  if (!state.publisher) {
+    state.publisher = new PublisherConnection(state.signaling, state.iceServers);
+    watchConnection(state.publisher.pc, "publisher");
+  }
+  return state.publisher;
+}
+
 async function publishLocalMedia() {
   const { stream, audio, video } = state.local;
   if (!audio && !video) return;
-  state.publisher = new PublisherConnection(state.signaling, state.iceServers);
-  watchConnection(state.publisher.pc, "publisher");
   setStatus("Publishing your camera and microphone…");
-  const publication = await state.publisher.publish(stream, { audio, video }, { muted: state.muted });
+  state.cameraPublished = ensurePublisher().publish(
+    stream,
+    { audio, video },
+    { muted: state.muted },
+  );
+  state.cameraPublished.catch(() => {}); // reported by the await below
+  const { publication, transceivers } = await state.cameraPublished;
   state.publication = publication;
+  state.cameraTransceivers = transceivers;
   state.publications.set(publication.id, publication);
   // Mute clicks that happened while the publication was being set up.
   for (const kind of Object.keys(state.muted)) {
@@ -354,6 +673,7 @@ async function start() {
   const token = params.get("token");
   const nameOverride = (params.get("name") || "").trim().slice(0, 64);
   const audioProcessing = params.get("audio_processing") !== "off";
+  state.audioProcessing = audioProcessing;
   state.room = room;
   ui.roomLabel.textContent = `Room ${room}`;
   document.title = `${room} · Parloir`;
@@ -450,10 +770,17 @@ function endCall({ phase, title, text, canRejoin }) {
   if (state.subscriber) state.subscriber.close();
   if (state.signaling) state.signaling.close();
   stopStream(state.local.stream);
+  if (state.screen) state.screen.track.stop();
+  state.screen = null;
+  if (document.pictureInPictureElement) document.exitPictureInPicture().catch(() => {});
+  settings.close();
+  chat.clear();
+  stage.clear();
   grid.clear();
   state.participants.clear();
   state.publications.clear();
-  ui.call.hidden = true;
+  state.pendingTracks.clear();
+  ui.callBody.hidden = true;
   ui.controls.hidden = true;
   ui.leftScreen.hidden = false;
   ui.leftTitle.textContent = title;

@@ -1,4 +1,5 @@
-// Video tiles: one for this page's own preview, one per remote participant.
+// Video tiles: one for this page's own preview, one per remote participant; and the stage, where
+// a shared screen is shown large while the camera tiles become a filmstrip beside it.
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -9,7 +10,7 @@ function element(tag, className, text) {
 
 /** One participant's tile: video, name, mute badges and (remote only) an audio element. */
 class Tile {
-  constructor({ participantId, name, local }) {
+  constructor({ participantId, name, local, audioOutput = null }) {
     this.participantId = participantId;
     this.name = name;
     this.local = local;
@@ -47,6 +48,7 @@ class Tile {
       // Remote audio is only decoded while an unmuted element plays it.
       this.audio = element("audio", "tile-audio");
       this.audio.autoplay = true;
+      if (audioOutput) setAudioOutput(this.audio, audioOutput);
       this.root.append(this.audio);
     } else {
       this.audio = null;
@@ -106,6 +108,15 @@ class Tile {
   }
 }
 
+/** Route an element's sound to speaker `deviceId` (where the browser supports choosing). */
+function setAudioOutput(media, deviceId) {
+  if (typeof media.setSinkId !== "function") return Promise.resolve(false);
+  return media.setSinkId(deviceId).then(
+    () => true,
+    () => false,
+  );
+}
+
 function initialOf(name) {
   const trimmed = (name || "?").trim();
   return trimmed ? trimmed[0].toUpperCase() : "?";
@@ -116,6 +127,16 @@ export class TileGrid {
     this.container = container;
     this.local = null;
     this.remote = new Map(); // participant id -> Tile
+    this.audioOutput = null; // speaker deviceId for remote sound (null: the default)
+  }
+
+  /** Play every remote participant's sound on speaker `deviceId`; resolves false if refused. */
+  async setAudioOutput(deviceId) {
+    this.audioOutput = deviceId;
+    const results = await Promise.all(
+      [...this.remote.values()].map((tile) => setAudioOutput(tile.audio, deviceId)),
+    );
+    return results.every(Boolean);
   }
 
   showLocal(participantId, name) {
@@ -135,7 +156,12 @@ export class TileGrid {
   remoteTile(participantId, name) {
     let tile = this.remote.get(participantId);
     if (!tile) {
-      tile = new Tile({ participantId, name: name || "Guest", local: false });
+      tile = new Tile({
+        participantId,
+        name: name || "Guest",
+        local: false,
+        audioOutput: this.audioOutput,
+      });
       this.remote.set(participantId, tile);
       this.container.append(tile.root);
       this._layout();
@@ -169,5 +195,84 @@ export class TileGrid {
       if (name.startsWith("tiles-")) this.container.classList.remove(name);
     }
     this.container.classList.add(`tiles-${Math.min(count, 9)}`);
+  }
+}
+
+/**
+ * The main stage: the shared screens of the call (anyone's, this page's own included), the
+ * latest one shown large. `onChange(showing)` runs whenever it starts or stops showing one.
+ */
+export class ScreenStage {
+  constructor(container, onChange = () => {}) {
+    this.container = container;
+    this.onChange = onChange;
+    // Publication id -> {publicationId, participantId, name, track, local}, oldest first.
+    this.screens = new Map();
+    this.current = null;
+
+    this.video = element("video", "stage-video");
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    this.video.muted = true; // screens are video only
+    this.caption = element("p", "stage-caption");
+    container.append(this.video, this.caption);
+    container.hidden = true;
+  }
+
+  /** Show a screen publication's track (`local`: our own share, a preview of what we send). */
+  show({ publicationId, participantId, name, track, local = false }) {
+    this.screens.delete(publicationId); // re-added last: the newest share is on stage
+    this.screens.set(publicationId, { publicationId, participantId, name, track, local });
+    this._render();
+  }
+
+  remove(publicationId) {
+    if (!this.screens.delete(publicationId)) return;
+    this._render();
+  }
+
+  /** Drop every screen of one participant (they left). */
+  removeParticipant(participantId) {
+    let changed = false;
+    for (const [id, screen] of this.screens) {
+      if (screen.participantId === participantId) {
+        this.screens.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) this._render();
+  }
+
+  clear() {
+    this.screens.clear();
+    this._render();
+  }
+
+  get showing() {
+    return this.current !== null;
+  }
+
+  _render() {
+    const latest = [...this.screens.values()].pop() || null;
+    if (latest !== this.current) {
+      this.current = latest;
+      if (latest) {
+        this.video.srcObject = new MediaStream([latest.track]);
+        this.video.play().catch(() => {});
+        this.caption.textContent = latest.local
+          ? "You are presenting: everyone sees your screen"
+          : `${latest.name}’s screen`;
+        this.container.setAttribute(
+          "aria-label",
+          latest.local ? "Your shared screen" : `${latest.name}’s shared screen`,
+        );
+        this.container.classList.toggle("stage-local", latest.local);
+      } else {
+        this.video.srcObject = null;
+        this.caption.textContent = "";
+      }
+    }
+    this.container.hidden = this.current === null;
+    this.onChange(this.current !== null);
   }
 }

@@ -6,6 +6,26 @@
 
 const GATHERING_CAP_MS = 2000;
 
+// Workaround for a server-side problem (reported, not fixed here): aiortc 1.16's receive-side
+// bandwidth estimator on the SFU's publisher connection answers the abs-send-time extension with
+// REMB values of 60-110 kbit/s even on loopback, and Chromium obeys them: a 320x240 camera got
+// 30-45 kbit/s, a 1080p screen 1-2 fps. Without the extension the SFU sends no REMB and
+// Chromium's loss-based estimate ramps up as usual (measured: 600-770 kbit/s available after
+// 8 s, screen at 5 fps, camera at 15 fps). Drop this once the server stops sending REMB.
+const PUBLISHER_DROPPED_EXTENSIONS = [
+  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+];
+
+/** The server's publisher answer without the header extensions we do not want negotiated. */
+function withoutExtensions(sdp, uris) {
+  const dropped = (line) =>
+    line.startsWith("a=extmap:") && uris.some((uri) => line.endsWith(` ${uri}`));
+  return sdp
+    .split("\r\n")
+    .filter((line) => !dropped(line))
+    .join("\r\n");
+}
+
 function rtcConfiguration(iceServers) {
   return {
     iceServers: (iceServers || []).map((url) => ({ urls: url })),
@@ -66,60 +86,112 @@ class SfuConnection {
   }
 }
 
-/** Carries this page's own camera and microphone. */
+/**
+ * Carries this page's own publications: the camera (with the microphone) and, while sharing,
+ * the screen. Every negotiation (publish, unpublish) runs one at a time, in call order.
+ */
 export class PublisherConnection extends SfuConnection {
   constructor(signaling, iceServers) {
     super("publisher", signaling, iceServers);
-    this.transceivers = {}; // kind -> RTCRtpTransceiver
+    this._queue = Promise.resolve();
+  }
+
+  _serial(task) {
+    const run = this._queue.then(task);
+    this._queue = run.catch(() => {});
+    return run;
   }
 
   /**
-   * Publish `tracks` ({audio, video}, either may be null) as one `camera` publication:
-   * `publish` announcing the mids, then the `offer` carrying them. Resolves with the live
-   * publication from `published`.
+   * Publish `tracks` ({audio, video}, either may be null) as one publication of `videoType`
+   * (`camera` or `screen`): new sendonly transceivers, `publish` announcing their mids, then the
+   * `offer` carrying them. Resolves with {publication, transceivers} once `published` arrives.
    */
-  async publish(stream, tracks, { videoType = "camera", muted = {} } = {}) {
-    for (const kind of ["audio", "video"]) {
-      if (tracks[kind]) {
-        this.transceivers[kind] = this.pc.addTransceiver(tracks[kind], {
-          direction: "sendonly",
-          streams: [stream],
-        });
+  publish(stream, tracks, { videoType = "camera", muted = {} } = {}) {
+    return this._serial(async () => {
+      const transceivers = {}; // kind -> RTCRtpTransceiver
+      for (const kind of ["audio", "video"]) {
+        if (tracks[kind]) {
+          transceivers[kind] = this.pc.addTransceiver(tracks[kind], {
+            direction: "sendonly",
+            streams: [stream],
+          });
+        }
       }
-    }
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription(offer);
+      const announce = { type: "publish", video_type: videoType };
+      for (const [kind, transceiver] of Object.entries(transceivers)) {
+        announce[`${kind}_mid`] = transceiver.mid;
+        announce[`${kind}_muted`] = Boolean(muted[kind]);
+      }
+      const publishId = this.signaling.newId();
+      const published = this.signaling.waitForReply(publishId, ["published"], 20000);
+      published.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
+      this.signaling.send({ ...announce, id: publishId });
+      await this._sendOffer();
+      const reply = await published;
+      return { publication: reply.publication, transceivers };
+    });
+  }
+
+  /**
+   * End a publication: `unpublish` with `reason`, then stop its transceivers' sending and
+   * renegotiate. The m-lines stay (inactive): the server cannot reuse a mid, and a later
+   * publication gets fresh transceivers.
+   */
+  unpublish(publicationId, transceivers, reason = "unpublished") {
+    return this._serial(async () => {
+      let refused = null;
+      try {
+        await this.signaling.request(
+          { type: "unpublish", publication_id: publicationId, reason },
+          ["ack"],
+        );
+      } catch (error) {
+        refused = error; // already gone on the server (e.g. negotiationFailed): still clean up
+      }
+      for (const transceiver of Object.values(transceivers)) {
+        if (transceiver.currentDirection === "stopped") continue;
+        transceiver.direction = "inactive";
+        await transceiver.sender.replaceTrack(null);
+      }
+      if (this.pc.signalingState !== "closed") await this._renegotiate();
+      if (refused) throw refused;
+    });
+  }
+
+  async _renegotiate() {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
-    const announce = { type: "publish", video_type: videoType };
-    for (const [kind, transceiver] of Object.entries(this.transceivers)) {
-      announce[`${kind}_mid`] = transceiver.mid;
-      announce[`${kind}_muted`] = Boolean(muted[kind]);
-    }
-    const publishId = this.signaling.newId();
-    const published = this.signaling.waitForReply(publishId, ["published"], 20000);
-    published.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
-    this.signaling.send({ ...announce, id: publishId });
+    await this._sendOffer();
+  }
+
+  async _sendOffer() {
     const sdp = await this._localSdpToSend();
     const answer = await this.signaling.request(
       { type: "offer", pc: "publisher", sdp },
       ["answer"],
       20000,
     );
-    await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    const reply = await published;
-    return reply.publication;
+    await this.pc.setRemoteDescription({
+      type: "answer",
+      sdp: withoutExtensions(answer.sdp, PUBLISHER_DROPPED_EXTENSIONS),
+    });
   }
 }
 
 /**
  * Receives everyone else's tracks. `onTrack(track, subscription)` gets each new remote track
- * with its {mid, publication_id, participant_id, kind} from the offer that introduced it.
+ * with its {mid, publication_id, participant_id, kind} from the offer that introduced it;
+ * `onChatChannel(channel)` gets the server's `chat` data channel when it arrives.
  */
 export class SubscriberConnection extends SfuConnection {
-  constructor(signaling, iceServers, onTrack) {
+  constructor(signaling, iceServers, onTrack, onChatChannel = () => {}) {
     super("subscriber", signaling, iceServers);
     this.subscriptions = new Map(); // mid -> subscription entry of the latest offer
     this._queue = Promise.resolve();
-    this.chat = null;
+    this.chat = null; // the `chat` data channel the server creates on this connection
     this.pc.addEventListener("track", (event) => {
       const mid = event.transceiver ? event.transceiver.mid : null;
       const entry = this.subscriptions.get(mid);
@@ -127,7 +199,9 @@ export class SubscriberConnection extends SfuConnection {
       else console.warn(`parloir: track on unknown mid ${mid}`);
     });
     this.pc.addEventListener("datachannel", (event) => {
-      if (event.channel.label === "chat") this.chat = event.channel;
+      if (event.channel.label !== "chat") return;
+      this.chat = event.channel;
+      onChatChannel(event.channel);
     });
   }
 
