@@ -92,7 +92,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 def format_report(result: ForwardingBenchmark) -> str:
     env = result.environment
     lines = [
-        f"parloir bench forwarding: {result.codec.upper()} {env['video']} {_picture(result)} "
+        f"parloir bench forwarding: {result.codec.upper()} {env['video']} ({_picture(result)}) "
         "+ Opus, "
         f"{result.window_s:g} s windows after {result.warmup_s:g} s warm-up, "
         f"{env['cpus']} CPUs, Python {env['python']}, aiortc {env['aiortc']}, av {env['av']}",
