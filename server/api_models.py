@@ -46,6 +46,8 @@ class SessionCreate(_Strict):
     scheduled_end: datetime
     mentor: Party
     student: Party
+    auto_record: bool | None = None
+    """Record from the first publish; defaults to true for defences."""
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionCreate:
@@ -54,6 +56,21 @@ class SessionCreate(_Strict):
         if self.mentor.identity == self.student.identity:
             raise ValueError("mentor and student must be different people")
         return self
+
+
+class RecordingStart(_Strict):
+    output_mode: Literal["composed", "individual"] = "composed"
+    resolution: Literal["640x480", "480x640", "1280x720", "720x1280", "1920x1080", "1080x1920"] = (
+        "1280x720"
+    )
+    name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+
+
+class RecordingQuery(_Strict):
+    room_id: Annotated[str, Field(max_length=255)] | None = None
+    session_id: Annotated[str, Field(max_length=64)] | None = None
+    offset: Offset = 0
+    limit: Limit = 50
 
 
 class SessionUpdate(_Strict):

@@ -10,13 +10,14 @@ from aiohttp import web
 from media.aiortc_hooks import verify_hooks
 from media.config import MediaSettings
 from media.ice import configure_gathering
-from server import routes_participant, routes_sessions, routes_staff
+from server import routes_participant, routes_recordings, routes_sessions, routes_staff
 from server.api import ApiRoutes, json_errors
 from server.api_models import DEFAULT_BUG_CATEGORIES
 from server.keys import (
     BUG_CATEGORIES,
     DATABASE,
     PROJECTS,
+    RECORDINGS,
     REGISTRY,
     SETTINGS,
     STORE,
@@ -28,6 +29,10 @@ from server.keys import (
 from server.observers import RoomObservers
 from server.pages import add_page_routes, security_headers
 from server.projects import load_projects
+from server.recording_events import RecordingWebhooks, RoomRecordingControl, auto_record_rule
+from server.recording_store import RecordingStore
+from server.recordings import RecordingService
+from server.routes_recordings import add_recording_pages
 from server.routes_vonage import add_vonage_routes
 from server.rtc_endpoint import rtc_websocket
 from server.session_store import SessionStore
@@ -35,6 +40,7 @@ from server.settings import Settings, SettingsError
 from server.storage import Database
 from server.telemetry import TelemetryRecorder
 from server.tokens import TokenVerifier
+from server.vonage_archives import add_archive_routes
 from server.vonage_events import VonageEvents
 from server.webhooks import WebhookOutbox
 from signaling.room import RoomRegistry
@@ -46,6 +52,7 @@ API = ApiRoutes(
     routes_sessions.routes.endpoints
     + routes_participant.routes.endpoints
     + routes_staff.routes.endpoints
+    + routes_recordings.routes.endpoints
 )
 
 
@@ -67,6 +74,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     API.install(app)
     add_vonage_routes(app)
+    add_archive_routes(app)
+    add_recording_pages(app)
     add_page_routes(app)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_rooms)
@@ -99,10 +108,24 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         preferred_video_codec=settings.video_codec,
     )
     observers = RoomObservers([app[TELEMETRY], app[VONAGE_EVENTS]])
-    app[REGISTRY] = RoomRegistry(media=media, observer=observers, grace_s=settings.room_grace_s)
-    app[TELEMETRY].start(app[REGISTRY])
+    registry = RoomRegistry(media=media, observer=observers, grace_s=settings.room_grace_s)
+    app[REGISTRY] = registry
+    recordings = RecordingService(
+        RecordingStore(app[DATABASE]), settings.data_dir.resolve(), registry
+    )
+    recordings.auto_record = auto_record_rule(app[DATABASE], app[STORE])
+    base_url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    recordings.listeners.append(
+        RecordingWebhooks(settings, app[WEBHOOKS], app[VONAGE_EVENTS], base_url)
+    )
+    observers.observers.append(recordings)
+    registry.recording_control = RoomRecordingControl(recordings)
+    app[RECORDINGS] = recordings
+    await recordings.recover_interrupted()
+    app[TELEMETRY].start(registry)
     yield
-    await app[REGISTRY].close()
+    await recordings.close()
+    await registry.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -23,5 +23,7 @@ WEBHOOKS = web.AppKey("webhooks", object)
 """server.webhooks.WebhookOutbox"""
 VONAGE_EVENTS = web.AppKey("vonage_events", object)
 """server.vonage_events.VonageEvents"""
+RECORDINGS = web.AppKey("recordings", object)
+"""server.recordings.RecordingService"""
 BUG_CATEGORIES = web.AppKey("bug_categories", dict)
 """category id -> label"""

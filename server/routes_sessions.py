@@ -70,6 +70,7 @@ async def create_session(ctx: RequestContext) -> dict[str, Any]:
         mentor_name=body.mentor.name,
         student_identity=body.student.identity,
         student_name=body.student.name,
+        auto_record=body.type == "defence" if body.auto_record is None else body.auto_record,
     )
     return await describe_session(store, session)
 

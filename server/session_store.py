@@ -41,6 +41,8 @@ class Session:
     fallback_dismissed: bool
     created_at: float
     updated_at: float
+    auto_record: bool = False
+    """Record the room from its first publish (defences)."""
 
     def party_of(self, identity: str) -> str | None:
         if identity == self.mentor_identity:
@@ -62,6 +64,7 @@ class Session:
             "tags": list(self.tags),
             "fallback_evidence": list(self.fallback_evidence),
             "fallback_dismissed": self.fallback_dismissed,
+            "auto_record": self.auto_record,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -137,6 +140,7 @@ def _session(row: Any) -> Session:
         fallback_dismissed=bool(row["fallback_dismissed"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        auto_record=bool(row["auto_record"]),
     )
 
 
@@ -206,6 +210,7 @@ class SessionStore:
         student_identity: str,
         student_name: str,
         room_id: str | None = None,
+        auto_record: bool = False,
     ) -> Session:
         now = time.time()
         session_id = uuid.uuid4().hex
@@ -214,7 +219,7 @@ class SessionStore:
             await self._db.execute(
                 "INSERT INTO sessions (id, type, room_id, scheduled_start, scheduled_end,"
                 " mentor_identity, mentor_name, student_identity, student_name, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, auto_record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     type,
@@ -227,6 +232,7 @@ class SessionStore:
                     student_name,
                     now,
                     now,
+                    int(auto_record),
                 ),
             )
             await self._db.commit()

@@ -49,6 +49,12 @@ class Settings:
     """PEM certificate chain: serve HTTPS/WSS directly (deployments without a proxy)."""
     tls_key: Path | None = None
     """PEM private key of tls_cert."""
+    max_upload_bytes: int = 2 * 1024**3
+    """Largest external recording a participant may upload."""
+    webhook_url: str = ""
+    """The platform's webhook endpoint (recording status changes); none when empty."""
+    webhook_secret: str = ""
+    """Signs the platform's webhooks (HS256 JWT in Authorization); unsigned when empty."""
     log_json: bool = False
     """Log JSON lines instead of text."""
     bug_categories: tuple[str, ...] = ()
@@ -105,6 +111,9 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
+    "PARLOIR_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "PARLOIR_WEBHOOK_URL": ("webhook_url", str),
+    "PARLOIR_WEBHOOK_SECRET": ("webhook_secret", str),
     "PARLOIR_TLS_CERT": ("tls_cert", Path),
     "PARLOIR_TLS_KEY": ("tls_key", Path),
     "PARLOIR_BUG_CATEGORIES": ("bug_categories", _split),

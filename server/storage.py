@@ -124,6 +124,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE recordings (
+            id TEXT PRIMARY KEY,
+            room_id TEXT NOT NULL,
+            name TEXT,
+            output_mode TEXT NOT NULL CHECK (output_mode IN ('composed', 'individual')),
+            resolution TEXT NOT NULL,
+            has_audio INTEGER NOT NULL DEFAULT 1,
+            has_video INTEGER NOT NULL DEFAULT 1,
+            stream_mode TEXT NOT NULL DEFAULT 'auto',
+            layout TEXT NOT NULL DEFAULT '{}',
+            streams TEXT NOT NULL DEFAULT '[]',
+            multi_archive_tag TEXT,
+            project TEXT,
+            origin TEXT NOT NULL DEFAULT 'room' CHECK (origin IN ('room', 'upload')),
+            uploaded_by TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('started', 'stopped', 'available', 'failed', 'deleted')),
+            reason TEXT NOT NULL DEFAULT '',
+            directory TEXT NOT NULL,
+            file TEXT,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            duration_s REAL NOT NULL DEFAULT 0,
+            tracks TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX recordings_room ON recordings(room_id, created_at);
+        ALTER TABLE sessions ADD COLUMN auto_record INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from signaling.protocol import (
     Offer,
     Ping,
     Publish,
+    Record,
     Unpublish,
     event_ack,
     event_answer,
@@ -129,6 +130,8 @@ class Connection:
         elif isinstance(message, Mute):
             await room.set_muted(participant, message.publication_id, message.kind, message.muted)
             await self._ack(message.id, "mute")
+        elif isinstance(message, Record):
+            await self._record(participant, room, message)
         elif isinstance(message, Leave):
             await self.send(event_left("clientDisconnected"))
             await self._leave("clientDisconnected")
@@ -190,6 +193,22 @@ class Connection:
         )
         room.announce(participant, publication)
         self._publish_requests[publication.id] = message.id
+
+    async def _record(self, participant: Participant, room: Room, message: Record) -> None:
+        if not participant.role.can_moderate:
+            raise SignalingError(
+                ErrorCode.FORBIDDEN, "only a moderator can start or stop recording"
+            )
+        control = self._registry.recording_control
+        if control is None:
+            raise SignalingError(ErrorCode.FORBIDDEN, "recording is not available on this server")
+        if message.action == "start":
+            recording = await control.start_recording(
+                room.id, message.output_mode, message.resolution, message.name
+            )
+        else:
+            recording = await control.stop_recording(room.id)
+        await self.send({"type": "ack", "id": message.id, "of": "record", "recording": recording})
 
     async def _publisher_offer(self, room: Room, participant: Participant, message: Offer) -> None:
         async with self._registry.lock(room.id):

@@ -83,6 +83,18 @@ class Mute(_Message):
     muted: bool
 
 
+class Record(_Message):
+    """A moderator starts or stops recording the room."""
+
+    type: Literal["record"]
+    action: Literal["start", "stop"]
+    output_mode: Literal["composed", "individual"] = "composed"
+    resolution: Literal["640x480", "480x640", "1280x720", "720x1280", "1920x1080", "1080x1920"] = (
+        "1280x720"
+    )
+    name: Annotated[str, Field(max_length=80)] | None = None
+
+
 class Leave(_Message):
     type: Literal["leave"]
 
@@ -92,12 +104,12 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Offer | Answer | IceCandidate | Publish | Unpublish | Mute | Leave | Ping,
+    Join | Offer | Answer | IceCandidate | Publish | Unpublish | Mute | Record | Leave | Ping,
     Field(discriminator="type"),
 ]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 CLIENT_MESSAGE_TYPES = frozenset(
-    ("join", "offer", "answer", "ice", "publish", "unpublish", "mute", "leave", "ping")
+    ("join", "offer", "answer", "ice", "publish", "unpublish", "mute", "record", "leave", "ping")
 )
 
 

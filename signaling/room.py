@@ -46,6 +46,16 @@ class RoomObserver(Protocol):
     def room_closed(self, room: Room) -> None: ...
 
 
+class RecordingControl(Protocol):
+    """Starts and stops recordings for moderators (implemented by the server)."""
+
+    async def start_recording(
+        self, room_id: str, output_mode: str, resolution: str, name: str | None
+    ) -> dict[str, Any]: ...
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any]: ...
+
+
 class NullObserver:
     def participant_joined(self, room: Room, participant: Participant) -> None:
         return None
@@ -79,9 +89,15 @@ class Room:
     mute_all_active: bool = False
     """A moderator or the platform muted everyone; new publications start muted too."""
     mute_all_excluded: set[str] = field(default_factory=set)
+    recording_id: str | None = None
+    """The recording in progress, shown to participants as an indicator."""
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "codec": self.codec.upper() if self.codec else None}
+        return {
+            "id": self.id,
+            "codec": self.codec.upper() if self.codec else None,
+            "recording": self.recording_id,
+        }
 
     def live_publications(self) -> list[Publication]:
         return [
@@ -358,6 +374,7 @@ class RoomRegistry:
     media: MediaSettings
     observer: RoomObserver = field(default_factory=NullObserver)
     grace_s: float = 30.0
+    recording_control: RecordingControl | None = None
     rooms: dict[str, Room] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _closing: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
