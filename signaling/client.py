@@ -87,13 +87,18 @@ class ParloirClient:
 
     # ---- connection ----------------------------------------------------------------------
 
-    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def connect(self, timeout: float = 10.0, purpose: str = "call") -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(
             f"{self.base_url}/rtc", heartbeat=20, ssl=self._ssl if self._ssl is not None else True
         )
         self._reader = asyncio.ensure_future(self._read())
-        request: dict[str, Any] = {"type": "join", "token": self.token, "room": self.room}
+        request: dict[str, Any] = {
+            "type": "join",
+            "token": self.token,
+            "room": self.room,
+            "purpose": purpose,
+        }
         if self.name:
             request["name"] = self.name
         self.joined = await self.request(request, expect="joined", timeout=timeout)

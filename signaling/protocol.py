@@ -28,9 +28,12 @@ class _Message(BaseModel):
 
 class Join(_Message):
     type: Literal["join"]
-    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
     room: Annotated[str, Field(min_length=1, max_length=255)]
     name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    purpose: Literal["call", "connection-test"] = "call"
+    """`connection-test`: a private loopback room where the participant receives its own
+    publications through the SFU, so the waiting room measures the real media path."""
 
 
 class Offer(_Message):

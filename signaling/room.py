@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 import logging
 import time
 from dataclasses import dataclass, field
@@ -91,12 +92,15 @@ class Room:
     mute_all_excluded: set[str] = field(default_factory=set)
     recording_id: str | None = None
     """The recording in progress, shown to participants as an indicator."""
+    loopback: bool = False
+    """A connection-test room: participants also receive their own publications."""
 
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "codec": self.codec.upper() if self.codec else None,
             "recording": self.recording_id,
+            "loopback": self.loopback,
         }
 
     def live_publications(self) -> list[Publication]:
@@ -208,7 +212,7 @@ class Room:
     # ---- publications --------------------------------------------------------------------
 
     def announce(self, participant: Participant, publication: Publication) -> None:
-        if not participant.role.can_publish:
+        if not (participant.role.can_publish or self.loopback):
             raise SignalingError(ErrorCode.FORBIDDEN, f"role {participant.role} cannot publish")
         if not publication.mids:
             raise SignalingError(ErrorCode.INVALID_MESSAGE, "publish needs audio_mid or video_mid")
@@ -225,7 +229,7 @@ class Room:
         self, participant: Participant, sdp: str
     ) -> tuple[str, list[Publication]]:
         """Answer a publisher offer; return the answer and the publications it made live."""
-        if not participant.role.can_publish:
+        if not (participant.role.can_publish or self.loopback):
             raise SignalingError(ErrorCode.FORBIDDEN, f"role {participant.role} cannot publish")
         peer = participant.open_publisher()
         try:
@@ -269,7 +273,7 @@ class Room:
             self._force_mute(publication)
         self.observer.publication_changed(self, publication, True, "published")
         for other in self.participants.values():
-            if other.id != participant.id and other.role.can_subscribe:
+            if (other.id != participant.id or self.loopback) and other.role.can_subscribe:
                 self._subscribe(other, publication)
                 other.request_subscriber_offer()
         await self.broadcast(event_track_published(publication.describe()), exclude=participant.id)
@@ -378,6 +382,14 @@ class RoomRegistry:
     rooms: dict[str, Room] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _closing: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+
+    def create_loopback(self) -> Room:
+        """A private connection-test room; nothing in it is observed (no telemetry, no
+        recording): only the test's result, which the browser posts, is kept."""
+        room_id = f"connection-test-{uuid.uuid4().hex}"
+        room = Room(id=room_id, media=self.media, observer=NullObserver(), loopback=True)
+        self.rooms[room_id] = room
+        return room
 
     def get_or_create(self, room_id: str) -> Room:
         pending_close = self._closing.pop(room_id, None)

@@ -281,3 +281,28 @@ async def test_quality_samples_report_bitrate_and_rtt(inprocess_server: InProces
         assert by_identity["pub"]["up_loss"] == 0
     finally:
         await asyncio.gather(publisher.leave(), viewer.leave())
+
+
+async def test_connection_test_room_loops_a_participants_own_media_back(
+    inprocess_server: InProcessServer,
+) -> None:
+    other = await connect(inprocess_server, "lesson", "other")
+    tester = ParloirClient(
+        inprocess_server.url,
+        token=inprocess_server.token("lesson", "viewer", Role.SUBSCRIBER),
+        room="lesson",
+    )
+    joined = await tester.connect(purpose="connection-test")
+    try:
+        assert joined["room"]["loopback"] is True and joined["room"]["id"] != "lesson"
+        assert joined["participants"] == []  # private: the real room's people are not there
+        publication = await tester.publish(video=PaintedVideoTrack(320, 240, 30))
+        own = await tester.wait_for_track(publication["id"], "video")
+        frame = await asyncio.wait_for(own.track.recv(), 5)
+        assert frame.width == 320
+        await asyncio.sleep(0.5)
+        assert not [m for m in other.events.messages if m["type"] == "track-published"]
+        assert "lesson" in inprocess_server.registry.rooms
+        assert len(inprocess_server.registry.rooms["lesson"].participants) == 1
+    finally:
+        await asyncio.gather(tester.leave(), other.leave())

@@ -6,26 +6,6 @@
 
 const GATHERING_CAP_MS = 2000;
 
-// Workaround for a server-side problem (reported, not fixed here): aiortc 1.16's receive-side
-// bandwidth estimator on the SFU's publisher connection answers the abs-send-time extension with
-// REMB values of 60-110 kbit/s even on loopback, and Chromium obeys them: a 320x240 camera got
-// 30-45 kbit/s, a 1080p screen 1-2 fps. Without the extension the SFU sends no REMB and
-// Chromium's loss-based estimate ramps up as usual (measured: 600-770 kbit/s available after
-// 8 s, screen at 5 fps, camera at 15 fps). Drop this once the server stops sending REMB.
-const PUBLISHER_DROPPED_EXTENSIONS = [
-  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-];
-
-/** The server's publisher answer without the header extensions we do not want negotiated. */
-function withoutExtensions(sdp, uris) {
-  const dropped = (line) =>
-    line.startsWith("a=extmap:") && uris.some((uri) => line.endsWith(` ${uri}`));
-  return sdp
-    .split("\r\n")
-    .filter((line) => !dropped(line))
-    .join("\r\n");
-}
-
 function rtcConfiguration(iceServers) {
   return {
     iceServers: (iceServers || []).map((url) => ({ urls: url })),
@@ -176,7 +156,7 @@ export class PublisherConnection extends SfuConnection {
     );
     await this.pc.setRemoteDescription({
       type: "answer",
-      sdp: withoutExtensions(answer.sdp, PUBLISHER_DROPPED_EXTENSIONS),
+      sdp: answer.sdp,
     });
   }
 }
