@@ -118,7 +118,8 @@ class RunFigures:
     content: dict[str, int] | None
     """Subscriber 0's frame counts behind `content_ok`."""
     latency_ms_p50: float | None
-    """Painted -> decoded at subscriber 0, over the window (publisher encode, server, decode)."""
+    """Frame due -> decoded at subscriber 0, over the window: publisher encode, server, decode,
+    plus any lag of the publisher behind its 30 fps schedule (see `publisher_fps`)."""
     latency_ms_p95: float | None
     publisher_fps: float
     """Frames the publisher painted per second: below 30 means the machine starved it."""

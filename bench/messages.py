@@ -124,10 +124,11 @@ class ContentCheck(BaseModel):
     skipped: int = 0
     """Indices never seen between two decoded frames (frames dropped somewhere)."""
     first_frame_age_ms: float | None = None
-    """How long before it was decoded the first decoded frame had been painted: far above the
-    usual latency means the server handed over frames it had queued, not live ones."""
+    """How long before it was decoded the first decoded frame was due to be painted: far above
+    the usual latency means frames were queued somewhere (the server, or a lagging publisher)."""
     latency_ms: list[float] = Field(default_factory=list)
-    """Painted-to-decoded latency of each frame decoded during the measured window."""
+    """Due-to-decoded latency of each frame decoded during the measured window (a frame is due
+    at video_started_at + index / fps; a publisher behind schedule adds its lag)."""
 
     @property
     def ok(self) -> bool:

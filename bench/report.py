@@ -194,10 +194,14 @@ def _notes(result: ForwardingBenchmark) -> list[str]:
             notes.append(f"{where}: fps not held (slowest {_num(run.fps_min, 1)}){cause}")
         age = run.first_frame_age_ms
         if age is not None and age > STALE_FIRST_FRAME_MS:
+            cause = (
+                "the server sent frames it had queued before the subscriber joined"
+                if run.publisher_held
+                else "the publisher was behind its schedule, and something queued frames"
+            )
             notes.append(
-                f"{where}: subscriber 0's first frame had been painted {age / 1000:.1f} s before "
-                "it arrived: the server sent frames queued before the subscriber joined "
-                "(the 'first frame' time is for a stale frame)"
+                f"{where}: subscriber 0's first frame was due {age / 1000:.1f} s before it "
+                f"arrived ({cause}; the 'first frame' time is for a stale frame)"
             )
         if run.content_ok is False:
             notes.append(f"{where}: subscriber 0 saw wrong content: {run.content}")
