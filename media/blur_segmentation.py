@@ -59,6 +59,16 @@ LANDSCAPE_ASPECT = 1.2
 the square model."""
 
 
+def blur_installed() -> bool:
+    """Cheap check (no import): the bundled models are where mediapipe ships them."""
+    try:
+        model_path(SQUARE)
+        model_path(LANDSCAPE)
+    except BlurUnavailable:
+        return False
+    return True
+
+
 def model_for(width: int, height: int) -> SegmentationModel:
     return LANDSCAPE if width >= LANDSCAPE_ASPECT * height else SQUARE
 

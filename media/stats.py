@@ -47,8 +47,11 @@ async def read_counters(pc: RTCPeerConnection | None) -> Counters:
             lost += max(0, stat.packetsLost)
             jitters.append(1000 * stat.jitter / CLOCK_RATES.get(stat.kind, 90000))
         elif isinstance(stat, RTCRemoteInboundRtpStreamStats):
-            rtts.append(stat.roundTripTime * 1000)
-            fractions.append(stat.fractionLost)
+            # aiortc leaves roundTripTime None until a receiver report echoes a sender report.
+            if stat.roundTripTime is not None:
+                rtts.append(stat.roundTripTime * 1000)
+            if stat.fractionLost is not None:
+                fractions.append(stat.fractionLost)
     return Counters(
         bytes_received=bytes_in,
         bytes_sent=bytes_out,

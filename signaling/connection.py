@@ -17,6 +17,7 @@ from signaling.participant import Participant
 from signaling.permissions import Grant
 from signaling.protocol import (
     Answer,
+    Blur,
     ClientMessage,
     IceCandidate,
     Join,
@@ -130,6 +131,11 @@ class Connection:
         elif isinstance(message, Mute):
             await room.set_muted(participant, message.publication_id, message.kind, message.muted)
             await self._ack(message.id, "mute")
+        elif isinstance(message, Blur):
+            status = await room.set_blur(
+                participant, message.publication_id, message.enabled, message.strength
+            )
+            await self.send({"type": "ack", "id": message.id, "of": "blur", "blur": status})
         elif isinstance(message, Record):
             await self._record(participant, room, message)
         elif isinstance(message, Leave):
@@ -170,6 +176,7 @@ class Connection:
                     participants=others,
                     publications=[p.describe() for p in room.live_publications()],
                     ice_servers=self._ice_servers,
+                    blur_available=self._registry.blur_available,
                 )
             )
             room.start_subscriptions(participant)

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     NEGOTIATION_FAILED = "negotiation-failed"
     RATE_LIMITED = "rate-limited"
     """Too many messages per second; the message was dropped."""
+    BLUR_UNAVAILABLE = "blur-unavailable"
+    """Background blur cannot run on this server (model missing, overloaded)."""
     UNKNOWN_PARTICIPANT = "unknown-participant"
     """A message addressed to someone not in the room."""
     INTERNAL = "internal"

@@ -98,6 +98,15 @@ class Record(_Message):
     name: Annotated[str, Field(max_length=80)] | None = None
 
 
+class Blur(_Message):
+    """The publisher turns background blur on or off for its camera (processed on the SFU)."""
+
+    type: Literal["blur"]
+    publication_id: PublicationId
+    enabled: bool
+    strength: Literal["low", "high"] = "low"
+
+
 class Leave(_Message):
     type: Literal["leave"]
 
@@ -107,12 +116,34 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Offer | Answer | IceCandidate | Publish | Unpublish | Mute | Record | Leave | Ping,
+    Join
+    | Offer
+    | Answer
+    | IceCandidate
+    | Publish
+    | Unpublish
+    | Mute
+    | Record
+    | Blur
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 CLIENT_MESSAGE_TYPES = frozenset(
-    ("join", "offer", "answer", "ice", "publish", "unpublish", "mute", "record", "leave", "ping")
+    (
+        "join",
+        "offer",
+        "answer",
+        "ice",
+        "publish",
+        "unpublish",
+        "mute",
+        "record",
+        "blur",
+        "leave",
+        "ping",
+    )
 )
 
 
@@ -235,9 +266,11 @@ def event_joined(
     participants: list[dict[str, Any]],
     publications: list[dict[str, Any]],
     ice_servers: list[str],
+    blur_available: bool,
 ) -> dict[str, Any]:
     return {
         "type": "joined",
+        "blur_available": blur_available,
         "id": request_id,
         "protocol": PROTOCOL_VERSION,
         "participant": participant,
@@ -293,6 +326,14 @@ def event_mute_changed(
         "kind": kind,
         "muted": muted,
     }
+
+
+def describe_blur(status: Any) -> dict[str, Any]:
+    return {"state": str(status.state), "strength": str(status.strength), "reason": status.reason}
+
+
+def event_blur_status(publication_id: str, status: Any) -> dict[str, Any]:
+    return {"type": "blur-status", "publication_id": publication_id, **describe_blur(status)}
 
 
 def event_ack(request_id: RequestId, of: str) -> dict[str, Any]:

@@ -11,12 +11,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from media.blur import BlurredSource, BlurStatus, BlurStrength
+from media.blur_segmentation import BlurUnavailable, blur_installed
 from media.config import MediaSettings
 from media.peers import SdpError, close_quietly
+from media.sources import PublishedSource
 from signaling.chat import ChatLog
 from signaling.errors import ErrorCode, SignalingError
 from signaling.participant import Participant
 from signaling.protocol import (
+    describe_blur,
+    event_blur_status,
     event_chat_error,
     event_chat_history,
     event_mute_changed,
@@ -251,7 +256,7 @@ class Room:
                 log.info("participant %s sent unannounced mid %s", participant.id, track.mid)
                 await peer.stop_source(track.mid)
                 continue
-            owner.sources[track.kind] = track.source
+            owner.sources[track.kind] = self._camera_source(participant, owner, track.source)
         for publication in list(participant.pending):
             if publication.live:
                 participant.pending.remove(publication)
@@ -267,6 +272,38 @@ class Room:
         if participant.publisher is not None:
             await close_quietly(participant.publisher)
             participant.publisher = None
+
+    def _camera_source(
+        self, participant: Participant, publication: Publication, source: PublishedSource
+    ) -> PublishedSource:
+        """Every camera video is wrapped for blur from the start (frames pass through untouched
+        while it is off), so switching never renegotiates and raw video can be cut off at once."""
+        if publication.video_type != "camera" or source.kind != "video":
+            return source
+        if not source.forwards_encoded:
+            return source  # the relay baseline has no encoded frames to blur
+
+        def tell_owner(status: BlurStatus) -> None:
+            asyncio.ensure_future(participant.send(event_blur_status(publication.id, status)))
+
+        return BlurredSource(source, on_status=tell_owner)  # type: ignore[arg-type]
+
+    async def set_blur(
+        self, actor: Participant, publication_id: str, enabled: bool, strength: str
+    ) -> dict[str, Any]:
+        owner, publication = self.find_publication(publication_id)
+        if owner.id != actor.id:
+            raise SignalingError(ErrorCode.FORBIDDEN, "only its publisher can blur a camera")
+        source = publication.sources.get("video")
+        if not isinstance(source, BlurredSource):
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE, "background blur applies to camera video only"
+            )
+        try:
+            status = await source.set_blur(enabled, BlurStrength(strength))
+        except BlurUnavailable as exc:
+            raise SignalingError(ErrorCode.BLUR_UNAVAILABLE, exc.reason) from exc
+        return describe_blur(status)
 
     async def announce_live(self, participant: Participant, publication: Publication) -> None:
         if self.mute_all_active and publication.id not in self.mute_all_excluded:
@@ -307,6 +344,9 @@ class Room:
 
     async def _retire(self, owner: Participant, publication: Publication, reason: str) -> None:
         owner.publications.pop(publication.id, None)
+        for source in publication.sources.values():
+            if isinstance(source, BlurredSource):
+                await source.stop()  # its worker thread ends with it
         if owner.publisher is not None:
             for mid in publication.mids.values():
                 await owner.publisher.stop_source(mid)
@@ -379,6 +419,8 @@ class RoomRegistry:
     observer: RoomObserver = field(default_factory=NullObserver)
     grace_s: float = 30.0
     recording_control: RecordingControl | None = None
+    blur_available: bool = field(default_factory=blur_installed)
+    """The blur model ships with the installed mediapipe (loaded on first use)."""
     rooms: dict[str, Room] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _closing: dict[str, asyncio.TimerHandle] = field(default_factory=dict)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -36,7 +35,6 @@ from bench.blur import (
     camera_frames,
     encode_clip,
     high_frequency_energy,
-    index_origin,
     person_mask,
 )
 from media.blur import BlurredSource, BlurState, BlurStatus, BlurStrength
@@ -45,7 +43,7 @@ from media.blur_segmentation import SQUARE, BlurUnavailable, SelfieSegmenter
 from media.config import MediaSettings
 from media.forwarding import is_keyframe
 from media.peers import PublisherPeer, SubscriberPeer
-from media.synthetic import paint_index, read_index
+from tests.support.astronaut import AstronautTrack, read_frame_index
 
 BLURRED = 0.2
 SHARP = 0.35
@@ -503,36 +501,6 @@ async def test_end_of_the_published_track_ends_subscribers_and_the_worker(
 # --- end to end: aiortc publisher -> SFU peers -> BlurredSource -> aiortc subscriber ---------
 
 
-class AstronautTrack(MediaStreamTrack):
-    """A camera: the astronaut with the frame index painted on her suit, paced at `fps`."""
-
-    kind = "video"
-
-    def __init__(self, width: int = 640, height: int = 480, fps: int = 15) -> None:
-        super().__init__()
-        self.fps = fps
-        self.index = 0
-        self._planes = camera_frames(width, height, 1, noise=0, painted=False)[0].to_ndarray()
-        self._height = height
-        self._origin = index_origin(width, height)
-        self._start: float | None = None
-
-    async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self.index / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        planes = self._planes.copy()
-        row, column = self._origin
-        paint_index(planes[: self._height][row:, column:], self.index)
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        frame.pts = self.index * 90000 // self.fps
-        frame.time_base = fractions.Fraction(1, 90000)
-        self.index += 1
-        return frame
-
-
 class IndexTap:
     """Server-side consumer that decodes what the BlurredSource hands out (test only) to know
     the index of the last frame forwarded before a switch."""
@@ -546,11 +514,6 @@ class IndexTap:
             index = read_frame_index(frame)
             if index is not None:
                 self.last_index = index
-
-
-def read_frame_index(frame: av.VideoFrame) -> int | None:
-    row, column = index_origin(frame.width, frame.height)
-    return read_index(frame.to_ndarray(format="gray")[row:, column:])
 
 
 async def test_subscriber_sees_blur_switched_on_and_off_over_real_peer_connections() -> None:
