@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     forwarding.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     forwarding.add_argument("--modes", default="passthrough,relay")
     forwarding.add_argument("--json", type=Path, help="also write the figures here")
+
+    blur = bench_kinds.add_parser(
+        "blur", help="background blur: fps, CPU and added latency vs passthrough, 1 and 4 streams"
+    )
+    blur.add_argument("--codec", choices=["h264", "vp8"], default="h264")
+    blur.add_argument("--strength", choices=["low", "high"], default="low")
+    blur.add_argument("--seconds", type=float, default=10.0, help="measurement window")
+    blur.add_argument("--warmup", type=float, default=3.0)
+    blur.add_argument("--json", type=Path, help="also write the figures here")
+
+    recording = bench_kinds.add_parser(
+        "recording", help="CPU of individual (copy) and composed recording vs none"
+    )
+    recording.add_argument("--seconds", type=float, default=15.0, help="measurement window")
+    recording.add_argument("--json", type=Path, help="also write the figures here")
     return parser
 
 
@@ -136,20 +151,36 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.bench != "forwarding":
+    logging.basicConfig(level=logging.WARNING)
+    if args.bench == "forwarding":
+        from bench.forwarding import run_forwarding_benchmark
+
+        figures = asyncio.run(
+            run_forwarding_benchmark(
+                subscriber_counts=[int(n) for n in args.subscribers.split(",")],
+                codec=args.codec,
+                window_s=args.seconds,
+                modes=args.modes.split(","),
+            )
+        )
+    elif args.bench == "blur":
+        from bench.blur import run_blur_benchmark
+
+        figures = asyncio.run(
+            run_blur_benchmark(
+                codec=args.codec,
+                strength=args.strength,
+                duration_s=args.seconds,
+                warmup_s=args.warmup,
+            )
+        )
+    elif args.bench == "recording":
+        from bench.recording import run_recording_benchmark
+
+        figures = asyncio.run(run_recording_benchmark(args.seconds))
+    else:
         parser.parse_args(["bench", "--help"])
         return 2
-    from bench.forwarding import run_forwarding_benchmark
-
-    logging.basicConfig(level=logging.WARNING)
-    figures = asyncio.run(
-        run_forwarding_benchmark(
-            subscriber_counts=[int(n) for n in args.subscribers.split(",")],
-            codec=args.codec,
-            window_s=args.seconds,
-            modes=args.modes.split(","),
-        )
-    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
