@@ -3,6 +3,7 @@ produces the OpenAPI document served at /openapi.json."""
 
 from __future__ import annotations
 
+import collections
 import hmac
 import json
 import logging
@@ -48,7 +49,12 @@ class ApiError(Exception):
         self.extra = extra
 
 
+API_ERRORS: collections.Counter[str] = collections.Counter()
+"""Errors answered by the JSON APIs, by code (exported on /metrics)."""
+
+
 def error_response(error: ApiError) -> web.Response:
+    API_ERRORS[error.code] += 1
     body = {"error": error.code, "message": error.message, **error.extra}
     return web.json_response(body, status=error.status)
 

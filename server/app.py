@@ -26,6 +26,7 @@ from server.keys import (
     VONAGE_EVENTS,
     WEBHOOKS,
 )
+from server.metrics import add_metrics_routes
 from server.observers import RoomObservers
 from server.pages import add_page_routes, security_headers
 from server.projects import load_projects
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
         else dict(DEFAULT_BUG_CATEGORIES)
     )
     app.router.add_get("/rtc", rtc_websocket)
-    app.router.add_get("/healthz", healthz)
+    add_metrics_routes(app)
     app.router.add_get("/openapi.json", openapi)
     API.install(app)
     add_vonage_routes(app)
@@ -126,13 +127,6 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     yield
     await recordings.close()
     await registry.close()
-
-
-async def healthz(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    return web.json_response(
-        {"status": "ok", "rooms": len(registry.rooms), "participants": registry.participant_count()}
-    )
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -91,6 +91,7 @@ class Connection:
             request_id = message.id
             await self._dispatch(message)
         except SignalingError as error:
+            self._registry.error_counts[error.code.value] += 1
             await self.send(event_error(error.for_request(request_id)))
             if error.code in (
                 ErrorCode.TOKEN_INVALID,
@@ -100,6 +101,7 @@ class Connection:
                 await self._end(CLOSE_UNAUTHORIZED, error.code.value)
         except Exception:
             log.exception("signaling message failed")
+            self._registry.error_counts[ErrorCode.INTERNAL.value] += 1
             await self.send(
                 event_error(
                     SignalingError(ErrorCode.INTERNAL, "server error", request_id=request_id)

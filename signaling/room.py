@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -99,6 +100,8 @@ class Room:
     """The recording in progress, shown to participants as an indicator."""
     loopback: bool = False
     """A connection-test room: participants also receive their own publications."""
+    error_counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Shared with the registry: errors sent to clients, by code."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -164,6 +167,7 @@ class Room:
                         request_id=request.id,
                     )
         except SignalingError as error:
+            self.error_counts[error.code.value] += 1
             if sender.subscriber is not None:
                 sender.subscriber.send_chat(json.dumps(event_chat_error(error)))
             return
@@ -422,6 +426,8 @@ class RoomRegistry:
     blur_available: bool = field(default_factory=blur_installed)
     """The blur model ships with the installed mediapipe (loaded on first use)."""
     rooms: dict[str, Room] = field(default_factory=dict)
+    error_counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Errors sent to clients, by code (metrics; includes every limit breach)."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _closing: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
@@ -439,7 +445,12 @@ class RoomRegistry:
             pending_close.cancel()
         room = self.rooms.get(room_id)
         if room is None:
-            room = Room(id=room_id, media=self.media, observer=self.observer)
+            room = Room(
+                id=room_id,
+                media=self.media,
+                observer=self.observer,
+                error_counts=self.error_counts,
+            )
             self.rooms[room_id] = room
         return room
 
