@@ -109,7 +109,12 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         preferred_video_codec=settings.video_codec,
     )
     observers = RoomObservers([app[TELEMETRY], app[VONAGE_EVENTS]])
-    registry = RoomRegistry(media=media, observer=observers, grace_s=settings.room_grace_s)
+    registry = RoomRegistry(
+        media=media,
+        observer=observers,
+        grace_s=settings.room_grace_s,
+        reconnect_grace_s=settings.reconnect_grace_s,
+    )
     app[REGISTRY] = registry
     recordings = RecordingService(
         RecordingStore(app[DATABASE]), settings.data_dir.resolve(), registry

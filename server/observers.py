@@ -39,3 +39,9 @@ class RoomObservers:
 
     def room_closed(self, room: Room) -> None:
         self._each("room_closed", room)
+
+    def participant_suspended(self, room: Room, participant: Participant) -> None:
+        self._each("participant_suspended", room, participant)
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None:
+        self._each("participant_resumed", room, participant)

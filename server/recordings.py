@@ -374,6 +374,12 @@ class RecordingService:
     def connection_failed(self, room: Room, participant: Participant, state: str) -> None:
         return None
 
+    def participant_suspended(self, room: Room, participant: Participant) -> None:
+        return None
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None:
+        return None
+
     def room_closed(self, room: Room) -> None:
         for active in self.active_for_room(room.id):
             asyncio.ensure_future(self.stop(active.row.id, reason="room closed"))

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-DROP_REASONS = frozenset({"networkDisconnected"})
+DROP_REASONS = frozenset({"networkDisconnected", "reconnecting"})
 """Leave reasons that mean the connection broke rather than someone hanging up."""
 REPEATED_DROPS = 3
 """This many dropped connections in one session is evidence of a failing call."""

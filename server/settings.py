@@ -45,6 +45,8 @@ class Settings:
     """A socket that has not joined by then is closed."""
     room_grace_s: float = 30.0
     """An empty room (and its chat history) is closed after this long."""
+    reconnect_grace_s: float = 30.0
+    """A participant whose connection dropped keeps its place and ids this long."""
     tls_cert: Path | None = None
     """PEM certificate chain: serve HTTPS/WSS directly (deployments without a proxy)."""
     tls_key: Path | None = None
@@ -110,6 +112,7 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
+    "PARLOIR_RECONNECT_GRACE_S": ("reconnect_grace_s", float),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
     "PARLOIR_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "PARLOIR_WEBHOOK_URL": ("webhook_url", str),

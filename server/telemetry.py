@@ -105,6 +105,13 @@ class TelemetryRecorder:
     def connection_failed(self, room: Room, participant: Participant, state: str) -> None:
         self._write(room.id, "ice_failed", participant, data={"state": state})
 
+    def participant_suspended(self, room: Room, participant: Participant) -> None:
+        # A gap: the call stops counting for this party until it is back.
+        self._write(room.id, "call_left", participant, data={"reason": "reconnecting"})
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None:
+        self._write(room.id, "call_joined", participant, data={"resumed": True})
+
     def room_closed(self, room: Room) -> None:
         self._spawn(self._check_fallback(room.id))
 

@@ -118,6 +118,12 @@ class VonageEvents:
     def room_closed(self, room: Room) -> None:
         return None
 
+    def participant_suspended(self, room: Room, participant: Participant) -> None:
+        return None
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None:
+        return None
+
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

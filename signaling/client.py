@@ -87,7 +87,11 @@ class ParloirClient:
 
     # ---- connection ----------------------------------------------------------------------
 
-    async def connect(self, timeout: float = 10.0, purpose: str = "call") -> dict[str, Any]:
+    async def connect(
+        self, timeout: float = 10.0, purpose: str = "call", resume: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Join; `resume` ({participant_id, key} from an earlier `joined`) takes back the same
+        participant after a drop."""
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(
             f"{self.base_url}/rtc", heartbeat=20, ssl=self._ssl if self._ssl is not None else True
@@ -101,8 +105,17 @@ class ParloirClient:
         }
         if self.name:
             request["name"] = self.name
+        if resume is not None:
+            request["resume"] = resume
         self.joined = await self.request(request, expect="joined", timeout=timeout)
         return self.joined
+
+    @property
+    def resume_ticket(self) -> dict[str, str]:
+        """What a new connection needs to take this participant back after a drop."""
+        assert self.joined is not None
+        participant = self.joined["participant"]
+        return {"participant_id": participant["id"], "key": participant["resume_key"]}
 
     @property
     def participant_id(self) -> str:
@@ -267,6 +280,7 @@ class ParloirClient:
         video_type: str = "camera",
         video_codec: str | None = None,
         timeout: float = 15.0,
+        publication_id: str | None = None,
     ) -> dict[str, Any]:
         """Publish tracks; returns the live publication. `video_codec` limits what is offered."""
         if self.publisher_pc is None:
@@ -287,6 +301,8 @@ class ParloirClient:
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         announce: dict[str, Any] = {"type": "publish", "video_type": video_type}
+        if publication_id is not None:
+            announce["publication_id"] = publication_id
         for kind, transceiver in transceivers.items():
             announce[f"{kind}_mid"] = transceiver.mid
         self._next_id += 1

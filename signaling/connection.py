@@ -7,6 +7,7 @@ token, so this runs the same under aiohttp and in tests.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -155,6 +156,9 @@ class Connection:
         grant = self._verify_token(message.token)
         if grant.room != message.room:
             raise SignalingError(ErrorCode.WRONG_ROOM, "the token is for another room")
+        if message.resume is not None:
+            await self._resume(message, grant)
+            return
         test = message.purpose == "connection-test"
         room_id = self._registry.create_loopback().id if test else grant.room
         async with self._registry.lock(room_id):
@@ -173,7 +177,7 @@ class Connection:
             await self.send(
                 event_joined(
                     request_id=message.id,
-                    participant=participant.describe(),
+                    participant={**participant.describe(), "resume_key": participant.resume_key},
                     room=room.describe(),
                     participants=others,
                     publications=[p.describe() for p in room.live_publications()],
@@ -190,10 +194,64 @@ class Connection:
             grant.role.value,
         )
 
+    async def _resume(self, message: Join, grant: Grant) -> None:
+        assert message.resume is not None
+        room = self._registry.rooms.get(grant.room)
+        async with self._registry.lock(grant.room):
+            participant = room.participants.get(message.resume.participant_id) if room else None
+            if (
+                room is None
+                or participant is None
+                or not participant.reconnecting
+                or participant.identity != grant.identity
+                or not hmac.compare_digest(participant.resume_key, message.resume.key)
+            ):
+                raise SignalingError(
+                    ErrorCode.RESUME_FAILED, "nothing to resume: join as a new participant"
+                )
+            await room.resume(participant, self.send, self._connection_lost)
+            participant.kick = self._kicked
+            self.participant, self.room = participant, room
+            others = [p.describe() for p in room.participants.values() if p is not participant]
+            await self.send(
+                {
+                    **event_joined(
+                        request_id=message.id,
+                        participant={
+                            **participant.describe(),
+                            "resume_key": participant.resume_key,
+                        },
+                        room=room.describe(),
+                        participants=others,
+                        publications=[p.describe() for p in room.live_publications()],
+                        ice_servers=self._ice_servers,
+                        blur_available=self._registry.blur_available,
+                    ),
+                    "resumed": True,
+                    "suspended_publications": [
+                        p.describe() for p in participant.suspended.values()
+                    ],
+                }
+            )
+            room.start_subscriptions(participant)
+        log.info("participant %s resumed in room %s", participant.id, room.id)
+
     async def _publish(self, room: Room, participant: Participant, message: Publish) -> None:
         mids = {k: v for k, v in (("audio", message.audio_mid), ("video", message.video_mid)) if v}
         if len(set(mids.values())) != len(mids):
             raise SignalingError(ErrorCode.INVALID_MESSAGE, "audio_mid and video_mid must differ")
+        if message.publication_id is not None:
+            resumed = participant.suspended.pop(message.publication_id, None)
+            if resumed is None:
+                raise SignalingError(
+                    ErrorCode.UNKNOWN_PUBLICATION, "no suspended publication with that id"
+                )
+            resumed.mids = mids
+            resumed.sources = {}
+            resumed.video_type = message.video_type
+            room.announce(participant, resumed)
+            self._publish_requests[resumed.id] = message.id
+            return
         publication = Publication(
             participant_id=participant.id,
             video_type=message.video_type,
@@ -262,8 +320,23 @@ class Connection:
         await self._end(CLOSE_FORCE_DISCONNECTED, reason)
 
     async def _lost(self) -> None:
-        await self._leave("networkDisconnected")
+        await self._suspend()
         await self._end(CLOSE_CONNECTION_LOST, "media connection lost")
+
+    async def _suspend(self) -> None:
+        """The connection broke (not a goodbye): the participant may come back with `resume`."""
+        participant, room = self.participant, self.room
+        self.participant = None
+        if participant is None or room is None:
+            return
+        if room.loopback or self._registry.reconnect_grace_s <= 0:
+            self.participant = participant
+            await self._leave("networkDisconnected")
+            return
+        async with self._registry.lock(room.id):
+            await room.suspend(participant)
+        self._registry.expire_later(room, participant)
+        log.info("participant %s of room %s is reconnecting", participant.id, room.id)
 
     async def _leave(self, reason: str) -> None:
         participant, room = self.participant, self.room
@@ -286,7 +359,7 @@ class Connection:
 
     async def closed(self) -> None:
         """The socket is gone (client closed it or the network dropped)."""
-        await self._leave("networkDisconnected")
+        await self._suspend()
         self._ended = True
 
     @property

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     NEGOTIATION_FAILED = "negotiation-failed"
     RATE_LIMITED = "rate-limited"
     """Too many messages per second; the message was dropped."""
+    RESUME_FAILED = "resume-failed"
+    """Nothing to resume (grace period over, wrong key): join again as a new participant."""
     BLUR_UNAVAILABLE = "blur-unavailable"
     """Background blur cannot run on this server (model missing, overloaded)."""
     UNKNOWN_PARTICIPANT = "unknown-participant"

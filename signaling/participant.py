@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,13 @@ class Participant:
     """Live publications by id."""
     pending: list[Publication] = field(default_factory=list)
     """Announced by `publish`, waiting for the offer that carries their tracks."""
+    suspended: dict[str, Publication] = field(default_factory=dict)
+    """Publications whose media dropped with the connection; republishing with their id
+    resumes them (same ids for everyone)."""
+    resume_key: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    """Proves a reconnecting socket is this participant (sent only to it, in `joined`)."""
+    reconnecting: bool = False
+    """The connection dropped; the place is kept for the reconnect grace period."""
     publisher: PublisherPeer | None = None
     subscriber: SubscriberPeer | None = None
     _awaiting_answer: bool = False
@@ -140,6 +148,19 @@ class Participant:
             self._answer_deadline.cancel()
         if self._offer_wanted:
             self.request_subscriber_offer()
+
+    def reopen(self, send: Send, on_connection_lost: Callable[[Participant, str], None]) -> None:
+        """A new socket took over after a drop: fresh negotiation state, peers made anew."""
+        self.send = send
+        self.on_connection_lost = on_connection_lost
+        self.reconnecting = False
+        self.publisher = None
+        self.subscriber = None
+        self._awaiting_answer = False
+        self._offer_wanted = False
+        self._offer_task = None
+        self._answer_deadline = None
+        self._closed = False
 
     async def close(self) -> None:
         if self._closed:

@@ -26,12 +26,20 @@ class _Message(BaseModel):
     """Optional request id chosen by the client; echoed in the reply or error."""
 
 
+class Resume(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    participant_id: Annotated[str, Field(min_length=1, max_length=64)]
+    key: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class Join(_Message):
     type: Literal["join"]
     token: Annotated[str, Field(min_length=1, max_length=8192)]
     room: Annotated[str, Field(min_length=1, max_length=255)]
     name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     purpose: Literal["call", "connection-test"] = "call"
+    resume: Resume | None = None
+    """After a drop: take the same participant back (same ids) within the grace period."""
     """`connection-test`: a private loopback room where the participant receives its own
     publications through the SFU, so the waiting room measures the real media path."""
 
@@ -71,6 +79,8 @@ class Publish(_Message):
     video_mid: Mid | None = None
     audio_muted: bool = False
     video_muted: bool = False
+    publication_id: PublicationId | None = None
+    """Resume a publication suspended by a connection drop (same id for everyone)."""
 
 
 class Unpublish(_Message):
@@ -310,6 +320,14 @@ def event_track_unpublished(
 
 def event_participant_joined(participant: dict[str, Any]) -> dict[str, Any]:
     return {"type": "participant-joined", "participant": participant}
+
+
+def event_participant_reconnecting(participant_id: str) -> dict[str, Any]:
+    return {"type": "participant-reconnecting", "participant_id": participant_id}
+
+
+def event_participant_reconnected(participant_id: str) -> dict[str, Any]:
+    return {"type": "participant-reconnected", "participant_id": participant_id}
 
 
 def event_participant_left(participant_id: str, reason: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from media.peers import SdpError, close_quietly
 from media.sources import PublishedSource
 from signaling.chat import ChatLog
 from signaling.errors import ErrorCode, SignalingError
-from signaling.participant import Participant
+from signaling.participant import Participant, Send
 from signaling.protocol import (
     describe_blur,
     event_blur_status,
@@ -28,6 +29,8 @@ from signaling.protocol import (
     event_mute_changed,
     event_participant_joined,
     event_participant_left,
+    event_participant_reconnected,
+    event_participant_reconnecting,
     event_track_published,
     event_track_unpublished,
     parse_chat_message,
@@ -51,6 +54,10 @@ class RoomObserver(Protocol):
     def connection_failed(self, room: Room, participant: Participant, state: str) -> None: ...
 
     def room_closed(self, room: Room) -> None: ...
+
+    def participant_suspended(self, room: Room, participant: Participant) -> None: ...
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None: ...
 
 
 class RecordingControl(Protocol):
@@ -79,6 +86,12 @@ class NullObserver:
         return None
 
     def room_closed(self, room: Room) -> None:
+        return None
+
+    def participant_suspended(self, room: Room, participant: Participant) -> None:
+        return None
+
+    def participant_resumed(self, room: Room, participant: Participant) -> None:
         return None
 
 
@@ -128,13 +141,41 @@ class Room:
     async def admit(self, participant: Participant) -> None:
         """Add a participant: tell the others, then offer it everything already published."""
         self.participants[participant.id] = participant
-        peer = participant.open_subscriber()
-        peer.on_chat_open = lambda: self._send_chat_history(participant)
-        peer.on_chat_message = lambda raw: self._relay_chat(participant, raw)
+        self._open_subscriber(participant)
         self.observer.participant_joined(self, participant)
         await self.broadcast(
             event_participant_joined(participant.describe()), exclude=participant.id
         )
+
+    def _open_subscriber(self, participant: Participant) -> None:
+        peer = participant.open_subscriber()
+        peer.on_chat_open = lambda: self._send_chat_history(participant)
+        peer.on_chat_message = lambda raw: self._relay_chat(participant, raw)
+
+    async def suspend(self, participant: Participant) -> None:
+        """Its connection dropped: keep its place and ids, end its media, tell the others it is
+        reconnecting (not gone)."""
+        if self.participants.get(participant.id) is not participant or participant.reconnecting:
+            return
+        participant.reconnecting = True
+        for publication in list(participant.publications.values()):
+            await self._retire(participant, publication, "reconnecting", announce=False)
+            participant.suspended[publication.id] = publication
+        participant.pending.clear()
+        await participant.close()
+        self.observer.participant_suspended(self, participant)
+        await self.broadcast(event_participant_reconnecting(participant.id), exclude=participant.id)
+
+    async def resume(
+        self,
+        participant: Participant,
+        send: Send,
+        on_connection_lost: Callable[[Participant, str], None],
+    ) -> None:
+        participant.reopen(send, on_connection_lost)
+        self._open_subscriber(participant)
+        self.observer.participant_resumed(self, participant)
+        await self.broadcast(event_participant_reconnected(participant.id), exclude=participant.id)
 
     def start_subscriptions(self, participant: Participant) -> None:
         if participant.role.can_subscribe:
@@ -210,6 +251,13 @@ class Room:
             return
         for publication in list(participant.publications.values()):
             await self._retire(participant, publication, "participantLeft")
+        for publication in participant.suspended.values():
+            # Its media already ended at the drop; now the others learn it is gone for good.
+            await self.broadcast(
+                event_track_unpublished(publication.id, participant.id, "participantLeft"),
+                exclude=participant.id,
+            )
+        participant.suspended.clear()
         participant.pending.clear()
         await participant.close()
         self.chat.forget_sender(participant.id)
@@ -314,6 +362,8 @@ class Room:
             self._force_mute(publication)
         self.observer.publication_changed(self, publication, True, "published")
         for other in self.participants.values():
+            if other.reconnecting:
+                continue  # subscribed afresh when it is back
             if (other.id != participant.id or self.loopback) and other.role.can_subscribe:
                 self._subscribe(other, publication)
                 other.request_subscriber_offer()
@@ -346,7 +396,9 @@ class Room:
             )
         await self._retire(owner, publication, reason)
 
-    async def _retire(self, owner: Participant, publication: Publication, reason: str) -> None:
+    async def _retire(
+        self, owner: Participant, publication: Publication, reason: str, *, announce: bool = True
+    ) -> None:
         owner.publications.pop(publication.id, None)
         for source in publication.sources.values():
             if isinstance(source, BlurredSource):
@@ -358,6 +410,8 @@ class Room:
             if other.subscriber is not None and other.subscriber.unsubscribe(publication.id):
                 other.request_subscriber_offer()
         self.observer.publication_changed(self, publication, False, reason)
+        if not announce:
+            return
         await self.broadcast(
             event_track_unpublished(publication.id, owner.id, reason), exclude=owner.id
         )
@@ -422,6 +476,8 @@ class RoomRegistry:
     media: MediaSettings
     observer: RoomObserver = field(default_factory=NullObserver)
     grace_s: float = 30.0
+    reconnect_grace_s: float = 30.0
+    """How long a dropped participant keeps its place, ids and publications' ids."""
     recording_control: RecordingControl | None = None
     blur_available: bool = field(default_factory=blur_installed)
     """The blur model ships with the installed mediapipe (loaded on first use)."""
@@ -457,6 +513,22 @@ class RoomRegistry:
     def lock(self, room_id: str) -> asyncio.Lock:
         """Serialises membership and publication changes of one room."""
         return self._locks.setdefault(room_id, asyncio.Lock())
+
+    def expire_later(self, room: Room, participant: Participant) -> None:
+        """Remove a reconnecting participant once the grace period passes without it."""
+
+        async def expire() -> None:
+            async with self.lock(room.id):
+                if (
+                    room.participants.get(participant.id) is participant
+                    and participant.reconnecting
+                ):
+                    await room.remove(participant, "networkDisconnected")
+                    self.drop_if_empty(room)
+
+        asyncio.get_running_loop().call_later(
+            self.reconnect_grace_s, lambda: asyncio.ensure_future(expire())
+        )
 
     def drop_if_empty(self, room: Room) -> None:
         """Schedule the room's close if nobody is left in it."""

@@ -63,6 +63,7 @@ async def inprocess_server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
         ice_addresses=("127.0.0.1",),
         join_timeout_s=2.0,
         room_grace_s=0.3,
+        reconnect_grace_s=0.5,
     )
     app = create_app(settings)
     runner = web.AppRunner(app)

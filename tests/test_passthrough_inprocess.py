@@ -203,7 +203,9 @@ async def test_dropped_socket_tells_the_others_network_disconnected(
     try:
         b_id = b.participant_id
         await b.close()  # no `leave`: the socket just goes away
-        left = await a.wait_for(lambda m: m["type"] == "participant-left")
+        reconnecting = await a.wait_for(lambda m: m["type"] == "participant-reconnecting")
+        assert reconnecting["participant_id"] == b_id
+        left = await a.wait_for(lambda m: m["type"] == "participant-left")  # grace over
         assert left == {
             "type": "participant-left",
             "participant_id": b_id,

@@ -1,0 +1,126 @@
+"""A dropped participant keeps its place, ids and chat for the grace period, then comes back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from media.synthetic import PaintedVideoTrack, ToneAudioTrack
+from signaling.client import ParloirClient, ServerError
+from signaling.permissions import Role
+from tests.conftest import InProcessServer
+from tests.support.media_checks import assert_painted_sequence, painted_indices
+
+
+async def connect(
+    server: InProcessServer, room: str, identity: str, role: Role = Role.PUBLISHER
+) -> ParloirClient:
+    client = ParloirClient(
+        server.url, token=server.token(room, identity, role), room=room, name=identity.title()
+    )
+    await client.connect()
+    return client
+
+
+async def drop(client: ParloirClient) -> None:
+    """The network goes away: nothing is said to the server, the socket just dies."""
+    await client.close()
+
+
+async def test_reconnect_within_grace_keeps_ids_and_delivers_chat_sent_meanwhile(
+    inprocess_server: InProcessServer,
+) -> None:
+    inprocess_server.registry.reconnect_grace_s = 10.0
+    a = await connect(inprocess_server, "defence", "student")
+    b = await connect(inprocess_server, "defence", "jury", Role.MODERATOR)
+    back: ParloirClient | None = None
+    try:
+        publication = await a.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 30))
+        old_track = (await b.wait_for_track(publication["id"], "video")).track
+        ticket, a_id = a.resume_ticket, a.participant_id
+        await drop(a)
+        await b.wait_for(lambda m: m["type"] == "participant-reconnecting")
+        await b.send_chat("are you there?")  # sent during the gap
+        await asyncio.sleep(1.0)
+        assert not [m for m in b.events.messages if m["type"] == "participant-left"]
+        assert a_id in inprocess_server.registry.rooms["defence"].participants
+
+        back = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("defence", "student"), room="defence"
+        )
+        joined = await back.connect(resume=ticket)
+        assert joined["resumed"] is True and joined["participant"]["id"] == a_id
+        assert [p["id"] for p in joined["suspended_publications"]] == [publication["id"]]
+        start = len(b.events.messages)
+        again = await back.publish(
+            audio=ToneAudioTrack(),
+            video=PaintedVideoTrack(320, 240, 30),
+            publication_id=publication["id"],
+        )
+        assert again["id"] == publication["id"]
+        await b.wait_for(lambda m: m["type"] == "participant-reconnected", start=0)
+        republished = await b.wait_for(lambda m: m["type"] == "track-published", start=start)
+        assert republished["publication"]["id"] == publication["id"]
+        # The new track arrives under the same publication id and replaces the dead one.
+        for _ in range(100):
+            if b.received[(publication["id"], "video")].track is not old_track:
+                break
+            await asyncio.sleep(0.05)
+        indices = await painted_indices(b.received[(publication["id"], "video")].track, 10)
+        assert_painted_sequence(indices)
+        history = await back.wait_for_type("chat-history")
+        assert "are you there?" in [m["text"] for m in history["messages"]]
+        assert not [m for m in b.events.messages if m["type"] == "participant-left"]
+    finally:
+        await asyncio.gather(b.leave(), *(c.leave() for c in [back] if c))
+
+
+async def test_after_the_grace_period_the_participant_is_gone_and_cannot_resume(
+    inprocess_server: InProcessServer,
+) -> None:
+    inprocess_server.registry.reconnect_grace_s = 0.5
+    a = await connect(inprocess_server, "lesson", "student")
+    b = await connect(inprocess_server, "lesson", "mentor")
+    try:
+        ticket = a.resume_ticket
+        await drop(a)
+        left = await b.wait_for(lambda m: m["type"] == "participant-left", timeout=5)
+        assert left["reason"] == "networkDisconnected"
+        late = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("lesson", "student"), room="lesson"
+        )
+        try:
+            await late.connect(resume=ticket)
+            raise AssertionError("resumed after the grace period")
+        except ServerError as refused:
+            assert refused.code == "resume-failed"
+        finally:
+            await late.close()
+    finally:
+        await b.leave()
+
+
+async def test_resume_needs_the_key_and_the_same_identity(
+    inprocess_server: InProcessServer,
+) -> None:
+    inprocess_server.registry.reconnect_grace_s = 10.0
+    a = await connect(inprocess_server, "guarded", "student")
+    b = await connect(inprocess_server, "guarded", "mentor")
+    try:
+        ticket = a.resume_ticket
+        await drop(a)
+        await b.wait_for(lambda m: m["type"] == "participant-reconnecting")
+        for token_identity, key in (("student", "wrong-key"), ("intruder", ticket["key"])):
+            thief = ParloirClient(
+                inprocess_server.url,
+                token=inprocess_server.token("guarded", token_identity),
+                room="guarded",
+            )
+            try:
+                await thief.connect(resume={**ticket, "key": key})
+                raise AssertionError("resumed someone else's participant")
+            except ServerError as refused:
+                assert refused.code == "resume-failed"
+            finally:
+                await thief.close()
+    finally:
+        await b.leave()
