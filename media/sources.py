@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Protocol
 
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
 
 from media.forwarding import TrackForwarder
 
@@ -42,6 +45,16 @@ class RelaySource:
         self._track = track
         self._relay = MediaRelay()
         self._subscribers: list[MediaStreamTrack] = []
+        # MediaRelay only reads the decoded track once someone subscribes; until then aiortc's
+        # decoder fills an unbounded queue (~14 MB/s measured) and the first subscriber gets
+        # seconds-old frames. A sink that discards frames keeps it drained from the start.
+        self._sink = asyncio.ensure_future(self._drain(self._relay.subscribe(track)))
+
+    @staticmethod
+    async def _drain(proxy: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                await proxy.recv()
 
     def subscribe(self) -> MediaStreamTrack:
         proxy = self._relay.subscribe(self._track)
@@ -53,6 +66,7 @@ class RelaySource:
         return None
 
     async def stop(self) -> None:
+        self._sink.cancel()
         for proxy in self._subscribers:
             proxy.stop()
         self._subscribers.clear()

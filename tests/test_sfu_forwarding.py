@@ -118,3 +118,23 @@ async def test_participant_publishing_after_others_joined_reaches_them(
         assert_painted_sequence(await painted_indices(seen_by_b.track, 10))
     finally:
         await asyncio.gather(a.leave(), b.leave())
+
+
+async def test_relay_baseline_serves_fresh_frames_to_a_late_subscriber(tmp_path) -> None:
+    """The decode+re-encode mode (benchmark baseline) drains the decoder from the start."""
+    from tests.support.server_process import running_server
+
+    with running_server(tmp_path, PARLOIR_FORWARDING="relay") as relay_server:
+        publisher = await join(relay_server, "baseline", "pub")
+        late: ParloirClient | None = None
+        try:
+            publication = await publisher.publish(video=PaintedVideoTrack(320, 240, 30))
+            await asyncio.sleep(3)
+            late = await join(relay_server, "baseline", "late", Role.SUBSCRIBER)
+            video = await late.wait_for_track(publication["id"], "video")
+            first = await asyncio.wait_for(video.track.recv(), 5)
+            index = read_frame_index(first)
+            # Frames painted ~3 s after the start, not the queue's oldest ones.
+            assert index is not None and index > 60, index
+        finally:
+            await asyncio.gather(publisher.leave(), *(c.leave() for c in [late] if c))
