@@ -114,6 +114,8 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         observer=observers,
         grace_s=settings.room_grace_s,
         reconnect_grace_s=settings.reconnect_grace_s,
+        max_participants_per_room=settings.max_participants_per_room,
+        max_rooms=settings.max_rooms,
     )
     app[REGISTRY] = registry
     recordings = RecordingService(

@@ -89,6 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recording.add_argument("--seconds", type=float, default=15.0, help="measurement window")
     recording.add_argument("--json", type=Path, help="also write the figures here")
+
+    chat = bench_kinds.add_parser(
+        "chat", help="chat over the data channel: latency at 20 msg/s, relay throughput, CPU"
+    )
+    chat.add_argument("--receivers", default="1,4,16", help="comma-separated N values")
+    chat.add_argument("--seconds", type=float, default=10.0, help="steady window (20 msg/s)")
+    chat.add_argument("--burst-messages", type=int, default=3000, help="messages in the burst")
+    chat.add_argument(
+        "--burst-senders",
+        type=int,
+        default=16,
+        help="senders sharing the burst (the server allows each 20 msg/s)",
+    )
+    chat.add_argument("--json", type=Path, help="also write the figures here")
+
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="rooms of synthetic participants against a server: joins, media, server CPU",
+        description="R rooms x P participants (each publishing audio+video and receiving the "
+        "others) or R rooms x 1 publisher + S viewers, against a Parloir URL. Prints a live "
+        "line and a table; writes JSON, and with --ramp a PNG of CPU and loss against "
+        "participants. Exits 1 if a join failed or a room got another room's media.",
+    )
+    target = loadtest.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="the server under test, e.g. https://video.example.org")
+    target.add_argument("--local", action="store_true", help="start a local server for the run")
+    loadtest.add_argument(
+        "--secret", help="the server's PARLOIR_SECRET, to mint tokens (default: $PARLOIR_SECRET)"
+    )
+    loadtest.add_argument("--rooms", type=int, default=2)
+    shape = loadtest.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--participants", type=int, default=3, help="per room, each publishing (default 3)"
+    )
+    shape.add_argument("--viewers", type=int, help="per room: 1 publisher + this many viewers")
+    loadtest.add_argument("--seconds", type=float, default=20.0, help="window (per ramp step)")
+    loadtest.add_argument("--warmup", type=float, default=3.0)
+    loadtest.add_argument("--ramp", action="store_true", help="add one room per step, 1..R")
+    loadtest.add_argument("--codec", choices=["h264", "vp8"], default="h264")
+    loadtest.add_argument("--resolution", default="640x480", help="WIDTHxHEIGHT")
+    loadtest.add_argument("--fps", type=int, default=30)
+    loadtest.add_argument("--video-kbps", type=int, default=500)
+    loadtest.add_argument("--processes", type=int, help="load processes (default: one per CPU)")
+    loadtest.add_argument("--insecure", action="store_true", help="skip TLS verification")
+    loadtest.add_argument("--server-pid", type=int, help="local server process to read CPU of")
+    loadtest.add_argument("--json", type=Path, help="default loadtest-<time>.json")
+    loadtest.add_argument("--chart", type=Path, help="with --ramp; default loadtest-<time>.png")
     return parser
 
 
@@ -105,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return _token(args)
         if args.command == "bench":
             return _bench(args, parser)
+        if args.command == "loadtest":
+            return _loadtest(args)
     except SettingsError as exc:
         print(f"parloir: bad setting: {exc}", file=sys.stderr)
         return 2
@@ -178,12 +227,60 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from bench.recording import run_recording_benchmark
 
         figures = asyncio.run(run_recording_benchmark(args.seconds))
+    elif args.bench == "chat":
+        from bench.chat import run_chat_benchmark
+
+        figures = asyncio.run(
+            run_chat_benchmark(
+                receiver_counts=[int(n) for n in args.receivers.split(",")],
+                seconds=args.seconds,
+                burst_messages=args.burst_messages,
+                burst_senders=args.burst_senders,
+            )
+        )
     else:
         parser.parse_args(["bench", "--help"])
         return 2
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    import os
+
+    from bench.loadtest import LoadPlan, default_output_paths, run_loadtest
+
+    logging.basicConfig(level=logging.WARNING)
+    json_path, chart_path = default_output_paths()
+    try:
+        width, height = (int(v) for v in args.resolution.lower().split("x"))
+        plan = LoadPlan(
+            url=args.url,
+            secret=args.secret or os.environ.get("PARLOIR_SECRET") or None,
+            rooms=args.rooms,
+            participants=args.participants,
+            viewers=args.viewers,
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            ramp=args.ramp,
+            codec=args.codec,
+            width=width,
+            height=height,
+            fps=args.fps,
+            video_kbps=args.video_kbps,
+            processes=args.processes,
+            insecure=args.insecure,
+            server_pid=args.server_pid,
+            json_path=args.json or json_path,
+            chart_path=args.chart or chart_path,
+        )
+        plan.validate()
+    except ValueError as exc:
+        print(f"parloir loadtest: {exc}", file=sys.stderr)
+        return 2
+    figures = asyncio.run(run_loadtest(plan))
+    return 0 if figures["ok"] else 1
 
 
 if __name__ == "__main__":

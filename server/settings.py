@@ -45,6 +45,10 @@ class Settings:
     """A socket that has not joined by then is closed."""
     room_grace_s: float = 30.0
     """An empty room (and its chat history) is closed after this long."""
+    max_participants_per_room: int = 50
+    """Joins beyond this get room-full."""
+    max_rooms: int = 500
+    """Live rooms this process holds; joins to new rooms beyond it get server-full."""
     reconnect_grace_s: float = 30.0
     """A participant whose connection dropped keeps its place and ids this long."""
     tls_cert: Path | None = None
@@ -113,6 +117,8 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_JOIN_TIMEOUT_S": ("join_timeout_s", float),
     "PARLOIR_ROOM_GRACE_S": ("room_grace_s", float),
     "PARLOIR_RECONNECT_GRACE_S": ("reconnect_grace_s", float),
+    "PARLOIR_MAX_PARTICIPANTS_PER_ROOM": ("max_participants_per_room", int),
+    "PARLOIR_MAX_ROOMS": ("max_rooms", int),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
     "PARLOIR_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "PARLOIR_WEBHOOK_URL": ("webhook_url", str),

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from media.peers import SdpError
+from signaling.chat import TokenBucket
 from signaling.errors import ErrorCode, SignalingError
 from signaling.participant import Participant
 from signaling.permissions import Grant
@@ -42,6 +43,9 @@ from signaling.room import Room, RoomRegistry
 
 log = logging.getLogger(__name__)
 
+MESSAGES_PER_S = 50.0
+"""Sustained signaling messages per second per socket (a call needs a handful)."""
+MESSAGE_BURST = 100
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_JOIN_TIMEOUT = 4408
 CLOSE_LEFT = 1000
@@ -74,6 +78,7 @@ class Connection:
         self.room: Room | None = None
         self._ended = False
         self._publish_requests: dict[str, Any] = {}
+        self._rate = TokenBucket(MESSAGES_PER_S, MESSAGE_BURST)
         """publication id -> id of the `publish` request, echoed in `published`."""
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -88,6 +93,11 @@ class Connection:
         """Apply one inbound frame. Never raises: refusals become `error` messages."""
         request_id: Any = None
         try:
+            if not self._rate.take():
+                raise SignalingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {MESSAGES_PER_S:.0f} messages per second: message dropped",
+                )
             message = parse_client_message(raw, self._max_message_bytes)
             request_id = message.id
             await self._dispatch(message)
@@ -142,6 +152,9 @@ class Connection:
         elif isinstance(message, Record):
             await self._record(participant, room, message)
         elif isinstance(message, Leave):
+            # A goodbye spends the token: it cannot bring anyone back in (replay after leave).
+            if not room.loopback:
+                self._registry.spend(participant.grant.token_id, participant.grant.expires_at)
             await self.send(event_left("clientDisconnected"))
             await self._leave("clientDisconnected")
             await self._end(CLOSE_LEFT, "left")
@@ -160,6 +173,8 @@ class Connection:
             await self._resume(message, grant)
             return
         test = message.purpose == "connection-test"
+        if not test:
+            self._registry.check_admission(grant.room, grant.token_id)
         room_id = self._registry.create_loopback().id if test else grant.room
         async with self._registry.lock(room_id):
             room = self._registry.get_or_create(room_id)

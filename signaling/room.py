@@ -478,6 +478,10 @@ class RoomRegistry:
     grace_s: float = 30.0
     reconnect_grace_s: float = 30.0
     """How long a dropped participant keeps its place, ids and publications' ids."""
+    max_participants_per_room: int = 50
+    max_rooms: int = 500
+    spent_tokens: dict[str, float] = field(default_factory=dict)
+    """Token id -> its expiry: tokens of participants who left; they do not admit again."""
     recording_control: RecordingControl | None = None
     blur_available: bool = field(default_factory=blur_installed)
     """The blur model ships with the installed mediapipe (loaded on first use)."""
@@ -494,6 +498,26 @@ class RoomRegistry:
         room = Room(id=room_id, media=self.media, observer=NullObserver(), loopback=True)
         self.rooms[room_id] = room
         return room
+
+    def check_admission(self, room_id: str, token_id: str) -> None:
+        """Refuse a join that would exceed a limit or replay a spent token."""
+        now = time.time()
+        for spent, expiry in list(self.spent_tokens.items()):
+            if expiry < now:
+                del self.spent_tokens[spent]
+        if token_id and token_id in self.spent_tokens:
+            raise SignalingError(ErrorCode.TOKEN_SPENT, "this token was used by someone who left")
+        room = self.rooms.get(room_id)
+        if room is None and len(self.rooms) >= self.max_rooms:
+            raise SignalingError(ErrorCode.SERVER_FULL, f"this server holds {self.max_rooms} rooms")
+        if room is not None and len(room.participants) >= self.max_participants_per_room:
+            raise SignalingError(
+                ErrorCode.ROOM_FULL, f"the room holds {self.max_participants_per_room} participants"
+            )
+
+    def spend(self, token_id: str, expires_at: float) -> None:
+        if token_id:
+            self.spent_tokens[token_id] = expires_at
 
     def get_or_create(self, room_id: str) -> Room:
         pending_close = self._closing.pop(room_id, None)

@@ -250,3 +250,54 @@ async def test_call_page_refuses_invalid_room_ids_and_sets_security_headers(serv
             assert "script-src 'self'" in response.headers["Content-Security-Policy"]
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_limits_room_size_rooms_message_rate_and_token_replay(tmp_path) -> None:
+    from tests.support.server_process import running_server
+
+    env = {"PARLOIR_MAX_PARTICIPANTS_PER_ROOM": "2", "PARLOIR_MAX_ROOMS": "2"}
+    with running_server(tmp_path, **env) as srv:
+        async with aiohttp.ClientSession() as session:
+            sockets = []
+
+            async def join(room: str, identity: str, token: str | None = None) -> dict[str, Any]:
+                ws = await session.ws_connect(f"{srv.url}/rtc")
+                sockets.append(ws)
+                sock = RawSocket(ws)
+                return await sock.exchange(
+                    {"type": "join", "room": room, "token": token or srv.token(room, identity)}
+                )
+
+            assert (await join("one", "a"))["type"] == "joined"
+            assert (await join("one", "b"))["type"] == "joined"
+            assert (await join("one", "c"))["code"] == "room-full"
+            assert (await join("two", "d"))["type"] == "joined"
+            assert (await join("three", "e"))["code"] == "server-full"
+
+            # A token whose holder said goodbye admits nobody again.
+            token = srv.token("two", "f")
+            ws = await session.ws_connect(f"{srv.url}/rtc")
+            leaver = RawSocket(ws)
+            assert (await leaver.exchange({"type": "join", "room": "two", "token": token}))[
+                "type"
+            ] == "joined"
+            await leaver.send({"type": "leave"})
+            assert (await leaver.receive())["type"] == "left"
+            replay = await join("two", "f", token)
+            assert replay["code"] == "token-spent"
+
+            # Flooding one socket: beyond the burst, messages are dropped with an error.
+            flood = RawSocket(await session.ws_connect(f"{srv.url}/rtc"))  # ping needs no join
+            for n in range(150):
+                await flood.send({"type": "ping", "id": n})
+            replies = [await flood.receive() for _ in range(150)]
+            limited = [r for r in replies if r.get("code") == "rate-limited"]
+            assert 20 <= len(limited) <= 60, len(limited)
+            await asyncio.sleep(1.0)
+            await flood.assert_still_usable()
+            for ws in sockets:
+                await ws.close()
+        async with aiohttp.ClientSession() as session, session.get(f"{srv.url}/metrics") as r:
+            text = await r.text()
+        assert 'parloir_errors_total{code="rate-limited",origin="signaling"}' in text
+        assert 'parloir_errors_total{code="room-full",origin="signaling"}' in text
