@@ -15,7 +15,13 @@ import pytest
 import requests
 from vonage_http_client import Auth, HttpClient, HttpClientOptions
 from vonage_video import Video
-from vonage_video.models import SessionOptions, SignalData, TokenOptions
+from vonage_video.models import (
+    CreateArchiveRequest,
+    ListArchivesFilter,
+    SessionOptions,
+    SignalData,
+    TokenOptions,
+)
 
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient
@@ -251,6 +257,20 @@ async def test_vonage_video_sdk_over_https(
         await jury.wait_for(lambda m: m["type"] == "mute-changed" and m.get("forced"), start=start)
         await sdk(video.disable_mute_all_streams, session.session_id)
         await sdk(video.send_signal, session.session_id, SignalData(type="note", data="hi"))
+        # Archives: vonage-video validates status, resolution and outputMode against strict enums.
+        archive = await sdk(
+            video.start_archive,
+            CreateArchiveRequest(session_id=session.session_id, name="jury", resolution="640x480"),
+        )
+        assert archive.status == "started" and archive.output_mode == "composed"
+        await asyncio.sleep(2)
+        stopped = await sdk(video.stop_archive, archive.id)
+        assert stopped.status == "available" and stopped.duration >= 1 and stopped.url
+        archives, count, _ = await sdk(
+            video.list_archives, ListArchivesFilter(session_id=session.session_id)
+        )
+        assert count == 1 and archives[0].id == archive.id
+        await sdk(video.delete_archive, archive.id)
         await jury.wait_for(lambda m: m["type"] == "chat" and m["topic"] == "note")
         await sdk(video.disconnect_client, session.session_id, jury.participant_id)
         assert (await jury.wait_for_type("left"))["reason"] == "forceDisconnected"
