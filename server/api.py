@@ -53,6 +53,11 @@ API_ERRORS: collections.Counter[str] = collections.Counter()
 """Errors answered by the JSON APIs, by code (exported on /metrics)."""
 
 
+def page(items: list[Any], total: int, offset: int) -> dict[str, Any]:
+    """The one shape of every paginated list: this page's items and where it sits."""
+    return {"items": items, "count": len(items), "total": total, "offset": offset}
+
+
 def error_response(error: ApiError) -> web.Response:
     API_ERRORS[error.code] += 1
     body = {"error": error.code, "message": error.message, **error.extra}
@@ -194,7 +199,7 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
-def _same_secret(given: str | None, expected: str) -> bool:
+def same_secret(given: str | None, expected: str) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
@@ -203,12 +208,12 @@ async def authenticate(request: web.Request, auth: Auth) -> Caller:
     if auth is Auth.NONE:
         return Caller(auth)
     if auth is Auth.PLATFORM:
-        if not _same_secret(_bearer(request), settings.api_key):
+        if not same_secret(_bearer(request), settings.api_key):
             raise ApiError(401, "unauthorized", "platform API key required (Authorization: Bearer)")
         return Caller(auth)
     if auth is Auth.STAFF:
         given = _bearer(request) or request.cookies.get(STAFF_COOKIE)
-        if not _same_secret(given, settings.staff_token):
+        if not same_secret(given, settings.staff_token):
             raise ApiError(401, "unauthorized", "staff credential required")
         return Caller(auth)
     token = _bearer(request) or request.query.get("token")

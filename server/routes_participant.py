@@ -16,7 +16,7 @@ from server.api_models import (
 )
 from server.keys import BUG_CATEGORIES, STORE
 from server.report_validation import ReportRuleError, check_validation
-from server.session_metrics import session_metrics
+from server.session_metrics import DROP_REASONS, session_metrics
 from server.session_store import EXCEPTION_TAG, Session, SessionStore
 
 routes = ApiRoutes()
@@ -41,7 +41,7 @@ async def diagnostics_for(store: SessionStore, session: Session, identity: str) 
         "connection_test": test.data if test else None,
         "connection_test_at": test.at if test else None,
         "quality": sample.data if sample else None,
-        "drops": sum(1 for e in mine if e.data.get("reason") == "networkDisconnected"),
+        "drops": sum(1 for e in mine if e.data.get("reason") in DROP_REASONS),
         "ice_failures": sum(1 for e in mine if e.kind == "ice_failed"),
         "fallback_evidence": session.fallback_evidence,
     }

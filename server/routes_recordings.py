@@ -15,7 +15,7 @@ from typing import Any
 import av
 from aiohttp import web
 
-from server.api import ApiError, ApiRoutes, Auth, RequestContext, authenticate
+from server.api import ApiError, ApiRoutes, Auth, RequestContext, authenticate, page
 from server.api_models import RecordingQuery, RecordingStart
 from server.keys import RECORDINGS, SETTINGS, STORE
 from server.recording_store import Recording
@@ -129,12 +129,7 @@ async def list_recordings(ctx: RequestContext) -> dict[str, Any]:
     rows, total = await service(ctx).store.list(
         room_id=room_id, offset=query.offset, limit=query.limit
     )
-    return {
-        "items": [r.describe() for r in rows],
-        "count": len(rows),
-        "total": total,
-        "offset": query.offset,
-    }
+    return page([r.describe() for r in rows], total, query.offset)
 
 
 @routes.route(

@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from server.api import ApiError, ApiRoutes, Auth, RequestContext
+from server.api import ApiError, ApiRoutes, Auth, RequestContext, page
 from server.api_models import (
     ProfileUpdate,
     SessionCreate,
@@ -96,12 +96,7 @@ async def list_sessions(ctx: RequestContext) -> dict[str, Any]:
         query.offset,
         query.limit,
     )
-    return {
-        "items": [await describe_session(store, s) for s in sessions],
-        "count": len(sessions),
-        "total": total,
-        "offset": query.offset,
-    }
+    return page([await describe_session(store, s) for s in sessions], total, query.offset)
 
 
 @routes.route(

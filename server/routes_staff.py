@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api import STAFF_COOKIE, ApiError, ApiRoutes, Auth, RequestContext, _same_secret
+from server.api import STAFF_COOKIE, ApiError, ApiRoutes, Auth, RequestContext, same_secret, page
 from server.api_models import BillingQuery, BugReportQuery, StaffLogin
 from server.keys import SETTINGS, STORE
 from server.routes_sessions import epoch
@@ -43,7 +43,7 @@ BILLING_COLUMNS = (
 )
 async def login(ctx: RequestContext) -> web.Response:
     body: StaffLogin = ctx.body
-    if not _same_secret(body.token, ctx.app[SETTINGS].staff_token):
+    if not same_secret(body.token, ctx.app[SETTINGS].staff_token):
         raise ApiError(401, "unauthorized", "wrong staff credential")
     response = web.json_response({"ok": True})
     response.set_cookie(
@@ -102,7 +102,7 @@ async def bug_reports(ctx: RequestContext) -> dict[str, Any]:
         }
         for report, s in rows
     ]
-    return {"items": items, "count": len(items), "total": total, "offset": query.offset}
+    return page(items, total, query.offset)
 
 
 async def billing_rows(
@@ -149,7 +149,7 @@ async def billing_rows(
 )
 async def billing(ctx: RequestContext) -> dict[str, Any]:
     rows, total = await billing_rows(ctx, ctx.query)
-    return {"items": rows, "count": len(rows), "total": total, "offset": ctx.query.offset}
+    return page(rows, total, ctx.query.offset)
 
 
 @routes.route(
