@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api import STAFF_COOKIE, ApiError, ApiRoutes, Auth, RequestContext, same_secret, page
+from server.api import STAFF_COOKIE, ApiError, ApiRoutes, Auth, RequestContext, page, same_secret
 from server.api_models import BillingQuery, BugReportQuery, StaffLogin
 from server.keys import SETTINGS, STORE
 from server.routes_sessions import epoch
