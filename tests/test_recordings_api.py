@@ -267,6 +267,21 @@ async def test_participant_uploads_an_external_recording(tmp_path: Path) -> None
             platform = Platform(http, server)
             fetched = await platform.call("GET", f"/api/recordings/{row['id']}/download")
             assert probe(fetched)["frames"] == 10
+            # The playback page is for staff; its video plays with the staff cookie.
+            async with http.get(f"{server.url}/recordings/{row['id']}") as r:
+                assert r.status == 401
+            async with http.post(
+                f"{server.url}/api/staff/login", json={"token": server.staff_token}
+            ) as r:
+                assert r.status == 200
+            jar_cookie = {"parloir_staff": server.staff_token}
+            async with http.get(f"{server.url}/recordings/{row['id']}", cookies=jar_cookie) as r:
+                page = await r.text()
+                assert r.status == 200 and f'src="/api/recordings/{row["id"]}/download"' in page
+            async with http.get(
+                f"{server.url}/api/recordings/{row['id']}/download", cookies=jar_cookie
+            ) as r:
+                assert r.status == 200 and probe(await r.read())["frames"] == 10
         leftovers = [p for p in (server.data_dir / "recordings").iterdir()]
         assert len(leftovers) == 1  # refused uploads left nothing behind
 
