@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from server.keys import REGISTRY, SETTINGS, TOKENS
 from server.tokens import TokenError
+from server.turn import turn_credentials
 from signaling.connection import CLOSE_JOIN_TIMEOUT, Connection
 from signaling.errors import ErrorCode, SignalingError
 from signaling.permissions import Grant
@@ -50,6 +51,11 @@ async def rtc_websocket(request: web.Request) -> web.WebSocketResponse:
         close_socket=close_socket,
         max_message_bytes=settings.max_message_bytes,
         ice_servers=list(settings.ice_servers),
+        ice_credentials=lambda identity: (
+            turn_credentials(settings.turn_secret, identity, settings.turn_ttl_s)
+            if settings.turn_secret
+            else None
+        ),
     )
     join_deadline = asyncio.get_running_loop().call_later(
         settings.join_timeout_s,

@@ -35,6 +35,10 @@ class Settings:
     """Addresses the SFU gathers ICE candidates on; empty = every interface (aioice default)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs handed to aiortc and browsers; none unless configured."""
+    turn_secret: str = ""
+    """coturn's static-auth-secret: participants get time-limited TURN credentials (TURN REST
+    API scheme) for the TURN URLs in ice_servers."""
+    turn_ttl_s: int = 6 * 3600
     video_codec: str = "h264"
     """Preferred room video codec, fixed per room at its first publish."""
     forwarding: str = "passthrough"
@@ -111,6 +115,8 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_STAFF_TOKEN": ("staff_token", str),
     "PARLOIR_ICE_ADDRESSES": ("ice_addresses", _split),
     "PARLOIR_ICE_SERVERS": ("ice_servers", _split),
+    "PARLOIR_TURN_SECRET": ("turn_secret", str),
+    "PARLOIR_TURN_TTL_S": ("turn_ttl_s", int),
     "PARLOIR_VIDEO_CODEC": ("video_codec", str.lower),
     "PARLOIR_FORWARDING": ("forwarding", str.lower),
     "PARLOIR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),

@@ -67,6 +67,7 @@ class Connection:
         close_socket: CloseSocket,
         max_message_bytes: int,
         ice_servers: list[str],
+        ice_credentials: Callable[[str], dict[str, Any] | None] = lambda identity: None,
     ) -> None:
         self._registry = registry
         self._verify_token = verify_token
@@ -74,6 +75,7 @@ class Connection:
         self._close_socket = close_socket
         self._max_message_bytes = max_message_bytes
         self._ice_servers = ice_servers
+        self._ice_credentials = ice_credentials
         self.participant: Participant | None = None
         self.room: Room | None = None
         self._ended = False
@@ -186,20 +188,9 @@ class Connection:
                 on_connection_lost=self._connection_lost,
             )
             participant.kick = self._kicked
-            others = [p.describe() for p in room.participants.values()]
             await room.admit(participant)
             self.participant, self.room = participant, room
-            await self.send(
-                event_joined(
-                    request_id=message.id,
-                    participant={**participant.describe(), "resume_key": participant.resume_key},
-                    room=room.describe(),
-                    participants=others,
-                    publications=[p.describe() for p in room.live_publications()],
-                    ice_servers=self._ice_servers,
-                    blur_available=self._registry.blur_available,
-                )
-            )
+            await self._send_joined(message, room, participant)
             room.start_subscriptions(participant)
         log.info(
             "participant %s (%s) joined room %s as %s",
@@ -227,29 +218,34 @@ class Connection:
             await room.resume(participant, self.send, self._connection_lost)
             participant.kick = self._kicked
             self.participant, self.room = participant, room
-            others = [p.describe() for p in room.participants.values() if p is not participant]
-            await self.send(
-                {
-                    **event_joined(
-                        request_id=message.id,
-                        participant={
-                            **participant.describe(),
-                            "resume_key": participant.resume_key,
-                        },
-                        room=room.describe(),
-                        participants=others,
-                        publications=[p.describe() for p in room.live_publications()],
-                        ice_servers=self._ice_servers,
-                        blur_available=self._registry.blur_available,
-                    ),
-                    "resumed": True,
-                    "suspended_publications": [
-                        p.describe() for p in participant.suspended.values()
-                    ],
-                }
+            await self._send_joined(
+                message,
+                room,
+                participant,
+                resumed=True,
+                suspended_publications=[p.describe() for p in participant.suspended.values()],
             )
             room.start_subscriptions(participant)
         log.info("participant %s resumed in room %s", participant.id, room.id)
+
+    async def _send_joined(
+        self, message: Join, room: Room, participant: Participant, **extra: Any
+    ) -> None:
+        """The one `joined` reply, for new and resumed participants."""
+        others = [p.describe() for p in room.participants.values() if p is not participant]
+        joined = event_joined(
+            request_id=message.id,
+            participant={**participant.describe(), "resume_key": participant.resume_key},
+            room=room.describe(),
+            participants=others,
+            publications=[p.describe() for p in room.live_publications()],
+            ice_servers=self._ice_servers,
+            blur_available=self._registry.blur_available,
+        )
+        credentials = self._ice_credentials(participant.identity)
+        if credentials is not None:
+            joined["ice_credentials"] = credentials
+        await self.send({**joined, **extra})
 
     async def _publish(self, room: Room, participant: Participant, message: Publish) -> None:
         mids = {k: v for k, v in (("audio", message.audio_mid), ("video", message.video_mid)) if v}

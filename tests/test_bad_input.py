@@ -301,3 +301,16 @@ async def test_limits_room_size_rooms_message_rate_and_token_replay(tmp_path) ->
             text = await r.text()
         assert 'parloir_errors_total{code="rate-limited",origin="signaling"}' in text
         assert 'parloir_errors_total{code="room-full",origin="signaling"}' in text
+
+
+async def test_joined_carries_turn_credentials_when_a_turn_secret_is_set(tmp_path) -> None:
+    from tests.support.server_process import running_server
+
+    env = {"PARLOIR_TURN_SECRET": "coturn-secret", "PARLOIR_ICE_SERVERS": "turn:127.0.0.1:3478"}
+    with running_server(tmp_path, **env) as srv:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"{srv.url}/rtc") as ws:
+            joined = await RawSocket(ws).exchange(
+                {"type": "join", "room": "r", "token": srv.token("r", "student-9")}
+            )
+    assert joined["ice_servers"] == ["turn:127.0.0.1:3478"]
+    assert joined["ice_credentials"]["username"].endswith(":student-9")

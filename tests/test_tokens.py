@@ -118,3 +118,16 @@ def test_issuing_refuses_bad_room_ids() -> None:
 def test_only_subscribers_cannot_publish() -> None:
     assert [r for r in Role if not r.can_publish] == [Role.SUBSCRIBER]
     assert [r for r in Role if not r.can_subscribe] == [Role.PUBLISHER_ONLY]
+
+
+def test_turn_credentials_follow_the_turn_rest_scheme_coturn_checks() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    from server.turn import turn_credentials
+
+    creds = turn_credentials("coturn-secret", "student-9", ttl_s=3600, now=1_000_000)
+    assert creds["username"] == "1003600:student-9" and creds["expires_at"] == 1_003_600
+    expected = hmac.new(b"coturn-secret", b"1003600:student-9", hashlib.sha1).digest()
+    assert base64.b64decode(creds["credential"]) == expected
