@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 from aiortc.contrib.media import MediaRelay
@@ -21,6 +21,11 @@ class PublishedSource(Protocol):
     """When True nothing is forwarded (force mute)."""
 
     def subscribe(self) -> MediaStreamTrack: ...
+
+    def add_consumer(self, consumer: Any) -> None:
+        """Also feed `consumer` (a recorder) with what subscribers get."""
+
+    def unsubscribe(self, consumer: Any) -> None: ...
 
     def request_keyframe(self) -> None: ...
 
@@ -63,6 +68,12 @@ class RelaySource:
 
     def request_keyframe(self) -> None:
         # Each subscriber's own encoder answers its PLI; nothing to ask upstream.
+        return None
+
+    def add_consumer(self, consumer: Any) -> None:
+        raise NotImplementedError("the relay baseline has no encoded frames to hand out")
+
+    def unsubscribe(self, consumer: Any) -> None:
         return None
 
     async def stop(self) -> None:

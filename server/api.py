@@ -200,7 +200,9 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def same_secret(given: str | None, expected: str) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 async def authenticate(request: web.Request, auth: Auth) -> Caller:
@@ -251,7 +253,7 @@ async def json_errors(
 
 # ---- OpenAPI ----------------------------------------------------------------------------------
 
-_SECURITY = {
+_SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     Auth.PLATFORM: [{"platformKey": []}],
     Auth.PARTICIPANT: [{"joinToken": []}],
     Auth.STAFF: [{"staffToken": []}, {"staffCookie": []}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ class RecordingStore:
             row = await c.fetchone()
         return _row(row) if row else None
 
-    async def list(
+    async def list_recordings(
         self,
         *,
         room_id: str | None = None,
@@ -150,7 +151,7 @@ class RecordingStore:
             rows = await c.fetchall()
         return [_row(r) for r in rows], int(total)
 
-    async def interrupted(self) -> list[Recording]:
+    async def interrupted(self) -> builtins.list[Recording]:
         """Rows a crash left `started` or `stopped`: their recorder never finished."""
         async with self._db.execute(
             "SELECT * FROM recordings WHERE status IN ('started', 'stopped') AND origin = 'room'"

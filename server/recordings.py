@@ -193,7 +193,7 @@ class RecordingService:
         owner = room.participants.get(publication.participant_id)
         for kind, source in publication.sources.items():
             key = (publication.id, kind)
-            if not wanted.get(kind) or key in active.tracks or not hasattr(source, "add_consumer"):
+            if not wanted.get(kind) or key in active.tracks or not source.forwards_encoded:
                 continue
             mime = getattr(source, "mime_type", None) or (
                 "audio/opus"

@@ -126,7 +126,7 @@ async def list_recordings(ctx: RequestContext) -> dict[str, Any]:
         if session is None:
             raise ApiError(404, "unknown-session", f"no session {query.session_id!r}")
         room_id = session.room_id
-    rows, total = await service(ctx).store.list(
+    rows, total = await service(ctx).store.list_recordings(
         room_id=room_id, offset=query.offset, limit=query.limit
     )
     return page([r.describe() for r in rows], total, query.offset)

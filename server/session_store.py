@@ -440,7 +440,8 @@ class SessionStore:
     async def list_bug_reports(
         self, where: BugReportFilter, offset: int, limit: int
     ) -> tuple[list[tuple[BugReport, Session]], int]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if where.category:
             clauses.append("b.category = ?")
             params.append(where.category)

@@ -183,7 +183,7 @@ def resolve_credentials(settings: Settings) -> Settings:
     Persisting them keeps tokens printed by `parloir token` valid for `parloir serve` on the same
     data dir, and gives a developer working keys without inventing any.
     """
-    values = {
+    values: dict[str, Any] = {
         attr: getattr(settings, attr) or _persisted(settings.data_dir / filename)
         for attr, filename in (
             ("secret", "secret.key"),

@@ -183,7 +183,7 @@ class Database:
         )
         async with self.connection.execute("SELECT MAX(version) FROM schema_version") as cursor:
             row = await cursor.fetchone()
-        current = row[0] or 0
+        current = row[0] if row is not None and row[0] else 0
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
@@ -195,7 +195,7 @@ class Database:
     async def schema_version(self) -> int:
         async with self.connection.execute("SELECT MAX(version) FROM schema_version") as cursor:
             row = await cursor.fetchone()
-        return int(row[0] or 0)
+        return int(row[0]) if row is not None and row[0] else 0
 
     async def close(self) -> None:
         await self.connection.close()

@@ -182,7 +182,7 @@ class TelemetryRecorder:
                 room.id,
                 "media_started",
                 participant,
-                at=first if stats.frames and last - first < STALL_S * 2 else last,
+                at=first if last - first < STALL_S * 2 else last,
                 data=track,
             )
         elif flow.flowing and now - last >= STALL_S:

@@ -134,7 +134,7 @@ async def list_archives(request: web.Request, project: Project) -> web.Response:
     except ValueError as exc:
         raise VonageError(400, "offset and count must be integers") from exc
     session_id = request.query.get("sessionId") or request.query.get("session_id")
-    rows, total = await _service(request).store.list(
+    rows, total = await _service(request).store.list_recordings(
         room_id=session_id, project=project.api_key, offset=max(0, offset), limit=max(1, count)
     )
     items = [

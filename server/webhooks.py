@@ -96,7 +96,7 @@ class WebhookOutbox:
             (MAX_ATTEMPTS,),
         ) as cursor:
             row = await cursor.fetchone()
-        return int(row[0])
+        return int(row[0]) if row is not None else 0
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
