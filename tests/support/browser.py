@@ -334,6 +334,8 @@ async def open_call_page(
     page.on("pageerror", lambda error: call.page_errors.append(str(error)))
     page.on("console", lambda message: call.console.append(f"{message.type}: {message.text}"))
     await page.goto(f"{server.url}/room/{room}?token={quote(token)}{query}")
+    # The link opens the waiting room first: join from there, as a user does.
+    await join_from_waiting_room(page)
     ready = "window.parloir.publicationId" if publishes else "true"
     await wait_until(
         page,
@@ -341,6 +343,12 @@ async def open_call_page(
         what=f"{name} to join" + (" and publish" if publishes else ""),
     )
     return call
+
+
+async def join_from_waiting_room(page: Any, timeout_s: float = 20.0) -> None:
+    """Press the waiting room's join button once it is enabled (devices opened)."""
+    await page.locator("#waiting-room").wait_for(state="visible", timeout=timeout_s * 1000)
+    await page.locator("#join-button:enabled").click(timeout=timeout_s * 1000)
 
 
 # (currentTime, framesDecoded) of a <video> showing a remote track: framesDecoded is read from
@@ -376,3 +384,107 @@ async def thumbnail_of(page: Any, video_expression: str) -> np.ndarray:
     handle = await page.evaluate_handle(f"() => {video_expression}")
     values = await page.evaluate(THUMBNAIL_JS, handle)
     return np.asarray(values, dtype=np.float64).reshape(THUMB_HEIGHT, THUMB_WIDTH)
+
+
+# ---- the platform API (sessions, join links, telemetry), as the education platform uses it ----
+
+
+class PlatformApi:
+    """The platform's REST API (`Authorization: Bearer <api key>`) against a running server."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int | None = None
+    ) -> Any:
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self.server.api_key}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.server.url + path, json=body, headers=headers) as response,
+        ):
+            data = await response.json(content_type=None)
+            if expect is not None:
+                assert response.status == expect, (method, path, response.status, data)
+            return data
+
+    async def create_session(
+        self,
+        *,
+        mentor: tuple[str, str] = ("mentor-1", "Maya Mentor"),
+        student: tuple[str, str] = ("student-1", "Sam Student"),
+        type: str = "mentoring",
+        starts_in_s: float = -60.0,
+        duration_s: float = 3600.0,
+        auto_record: bool = False,
+    ) -> dict[str, Any]:
+        start = time.time() + starts_in_s
+        body = {
+            "type": type,
+            "scheduled_start": start,
+            "scheduled_end": start + duration_s,
+            "mentor": {"identity": mentor[0], "name": mentor[1]},
+            "student": {"identity": student[0], "name": student[1]},
+            "auto_record": auto_record,
+        }
+        session: dict[str, Any] = await self.call("POST", "/api/sessions", body, expect=201)
+        return session
+
+    async def join_link(self, session_id: str, party: str) -> dict[str, Any]:
+        """{token, url, room_id, identity, role} for the mentor or the student."""
+        link: dict[str, Any] = await self.call(
+            "POST", f"/api/sessions/{session_id}/tokens", {"party": party}, expect=201
+        )
+        return link
+
+    async def telemetry(self, session_id: str) -> list[dict[str, Any]]:
+        data = await self.call("GET", f"/api/sessions/{session_id}/telemetry", expect=200)
+        items: list[dict[str, Any]] = data["items"]
+        return items
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.call("GET", f"/api/sessions/{session_id}", expect=200)
+        return data
+
+    async def bug_reports(self, session_id: str) -> list[dict[str, Any]]:
+        data = await self.call("GET", f"/api/sessions/{session_id}/bug-reports", expect=200)
+        items: list[dict[str, Any]] = data["items"]
+        return items
+
+    async def set_accommodation(self, identity: str, need: bool) -> None:
+        await self.call(
+            "PUT", f"/api/students/{identity}/profile", {"accommodation_need": need}, expect=200
+        )
+
+
+@dataclass
+class WatchedPage:
+    """A page with its console and page errors collected (for pages other than the call)."""
+
+    page: Any
+    page_errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def assert_no_errors(self, allow_console: tuple[str, ...] = ()) -> None:
+        """No page errors and no CSP violations in the console."""
+        csp = [line for line in self.console if "Content Security Policy" in line]
+        assert self.page_errors == [], f"{self.page_errors}; console {self.console[-15:]}"
+        assert csp == [], csp
+
+
+async def watched_page(
+    browser_or_context: Any, viewport: tuple[int, int] = (1100, 720)
+) -> WatchedPage:
+    """A new page (in a new context when given a browser) with errors and console collected."""
+    size = {"width": viewport[0], "height": viewport[1]}
+    if hasattr(browser_or_context, "new_context"):
+        page = await browser_or_context.new_page(viewport=size)
+    else:
+        page = await browser_or_context.new_page()
+        await page.set_viewport_size(size)
+    watched = WatchedPage(page)
+    page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
+    page.on("console", lambda message: watched.console.append(f"{message.type}: {message.text}"))
+    return watched

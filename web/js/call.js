@@ -1,19 +1,18 @@
-// The call page (/room/<room>?token=...): joins, publishes camera and mic, shows the others;
-// in the call: chat, screen sharing (shown on a main stage) and the settings dialog.
+// The call page (/room/<room>?token=...): the waiting room first (devices, connection test),
+// then joins, publishes the camera and mic chosen there, shows the others; in the call: chat,
+// screen sharing (shown on a main stage), the settings dialog, the recording indicator and the
+// "Report a problem" panel, which stays available after leaving.
 
 import { SignalingClient, ServerError } from "./signaling-client.js";
 import { PublisherConnection, SubscriberConnection } from "./peer-connections.js";
 import { ScreenStage, TileGrid } from "./media-tiles.js";
-import {
-  openCameraAndMic,
-  openDevice,
-  openScreen,
-  stopStream,
-  DEFAULT_VIDEO,
-} from "./local-media.js";
+import { openDevice, openScreen, stopStream, DEFAULT_VIDEO } from "./local-media.js";
 import { ChatPanel } from "./chat.js";
 import { ConnectionStats } from "./connection-stats.js";
 import { SettingsMenu } from "./settings-menu.js";
+import { ParticipantApi, SessionAccess } from "./participant-api.js";
+import { BugReportPanel } from "./bug-report.js";
+import { WaitingRoom, attendedAt, rememberAttended } from "./waiting-room.js";
 
 const LEAVE_WAIT_MS = 2000;
 const OWN_SCREEN = "own-screen"; // the stage's key for this page's own share
@@ -37,8 +36,12 @@ const JOIN_REFUSALS = {
 };
 
 const state = {
-  phase: "starting", // starting | joining | joined | leaving | left | failed
+  phase: "starting", // starting | waiting | joining | joined | leaving | left | failed
   room: null,
+  token: null,
+  recording: null, // the recording in progress ({id, ...}), or null
+  sessionAccess: null, // SessionAccess of this token for the room's session, once known
+  session: null, // the session (mentor only: from the report view)
   participantId: null,
   name: null,
   role: null,
@@ -90,7 +93,48 @@ const ui = {
   leftTitle: document.getElementById("left-title"),
   leftReason: document.getElementById("left-reason"),
   rejoin: document.getElementById("rejoin-link"),
+  afterReport: document.getElementById("after-report"),
+  reportLink: document.getElementById("report-link"),
+  report: document.getElementById("report-button"),
+  recordingBadge: document.getElementById("recording-badge"),
 };
+const byId = (id) => document.getElementById(id);
+let api = null; // ParticipantApi, once the link's room and token are known
+let waitingRoom = null;
+const bugPanel = new BugReportPanel({
+  ui: {
+    panel: byId("bug-panel"),
+    title: byId("bug-title"),
+    close: byId("bug-close"),
+    unavailable: byId("bug-unavailable"),
+    form: byId("bug-form"),
+    intro: byId("bug-intro"),
+    category: byId("bug-category"),
+    details: byId("bug-details"),
+    counter: byId("bug-counter"),
+    error: byId("bug-error"),
+    submit: byId("bug-submit"),
+    sent: byId("bug-sent"),
+    sentText: byId("bug-sent-text"),
+    again: byId("bug-again"),
+    feedbackSection: byId("feedback-section"),
+    feedbackForm: byId("feedback-form"),
+    feedbackDetails: byId("feedback-details"),
+    feedbackError: byId("feedback-error"),
+    feedbackSent: byId("feedback-sent"),
+  },
+  api: {
+    // Bound once the link is read (start()); the panel is only opened after that.
+    bugCategories: () => api.bugCategories(),
+    fileBugReport: (body) => api.fileBugReport(body),
+    sendFeedback: (body) => api.sendFeedback(body),
+  },
+  onToggle: (open) => {
+    if (open) chat.close(); // one side panel at a time
+    ui.report.setAttribute("aria-expanded", String(open));
+    ui.report.classList.toggle("active", open);
+  },
+});
 const grid = new TileGrid(ui.tiles);
 const stage = new ScreenStage(ui.stage, () => {
   ui.call.classList.toggle("has-stage", stage.showing);
@@ -229,6 +273,10 @@ Object.defineProperty(window, "parloir", {
     get errors() { return [...state.errors]; },
     get serverErrors() { return state.serverErrors.map((e) => ({ ...e })); },
     get soundBlocked() { return state.soundBlocked; },
+    get recording() { return state.recording ? { ...state.recording } : null; },
+    get waitingRoom() { return waitingRoom ? waitingRoom.view() : null; },
+    get bugPanel() { return bugPanel.view(); },
+    get sessionAccess() { return state.sessionAccess; },
   }),
   writable: false,
   configurable: false,
@@ -256,6 +304,7 @@ function renderControls() {
   ui.share.classList.toggle("active", Boolean(state.screen));
   ui.chat.disabled = !joined;
   ui.settings.disabled = !joined;
+  ui.report.hidden = !joined;
 
   // While presenting, the others' camera can float over whatever window is being shown.
   const pipTile = popOutCandidate();
@@ -297,6 +346,11 @@ for (const type of ["enterpictureinpicture", "leavepictureinpicture"]) {
   document.addEventListener(type, () => renderControls(), true);
 }
 ui.mic.addEventListener("click", () => toggleMute("audio"));
+ui.chat.addEventListener("click", () => bugPanel.close());
+ui.report.addEventListener("click", () =>
+  bugPanel.isOpen ? bugPanel.close() : bugPanel.open("call", ui.report),
+);
+ui.afterReport.addEventListener("click", () => bugPanel.open("after_call", ui.afterReport));
 ui.camera.addEventListener("click", () => toggleMute("video"));
 ui.leave.addEventListener("click", () => leave());
 ui.sound.addEventListener("click", async () => {
@@ -575,6 +629,13 @@ function wireSignaling(signaling) {
     watchConnection(state.subscriber.pc, "subscriber");
     for (const participant of message.participants) addParticipant(participant);
     for (const publication of message.publications) addPublication(publication);
+    showRecording(message.room.recording ? { id: message.room.recording } : null);
+  });
+  signaling.on("recording-started", (message) => showRecording(message.recording));
+  signaling.on("recording-stopped", (message) => {
+    if (!state.recording || !message.recording || message.recording.id === state.recording.id) {
+      showRecording(null);
+    }
   });
   signaling.on("offer", (message) => {
     if (!state.subscriber) return;
@@ -620,6 +681,14 @@ function wireSignaling(signaling) {
     const title = state.phase === "joining" ? "Could not join" : "Disconnected";
     endCall({ phase: "failed", title, text: known.text, canRejoin: known.canRejoin });
   });
+}
+
+/** The header's red "● Recording" badge while the room is recorded. */
+function showRecording(recording) {
+  const was = state.recording;
+  state.recording = recording;
+  ui.recordingBadge.hidden = !recording;
+  if (recording && !was && state.phase === "joined") notify("This call is being recorded.", "info");
 }
 
 function watchConnection(pc, label) {
@@ -675,6 +744,7 @@ async function start() {
   const audioProcessing = params.get("audio_processing") !== "off";
   state.audioProcessing = audioProcessing;
   state.room = room;
+  state.token = token;
   ui.roomLabel.textContent = `Room ${room}`;
   document.title = `${room} · Parloir`;
   ui.rejoin.href = window.location.href;
@@ -687,6 +757,32 @@ async function start() {
     });
     return;
   }
+  api = new ParticipantApi(room, token);
+  checkSession();
+
+  // The waiting room: devices, preview, connection test. Its stream is the one published.
+  state.phase = "waiting";
+  setStatus("Waiting room");
+  waitingRoom = new WaitingRoom({
+    ui: waitingRoomUi(),
+    room,
+    token,
+    name: nameOverride || null,
+    api,
+    audioProcessing,
+    onReport: (source, opener) => bugPanel.open(source, opener),
+  });
+  const choice = await waitingRoom.run();
+  bugPanel.close();
+  if (state.phase !== "waiting") {
+    stopStream(choice.stream);
+    return;
+  }
+  ui.callBody.hidden = false;
+  ui.controls.hidden = false;
+  state.muted = { ...choice.muted };
+  state.speaker = choice.speaker;
+  if (choice.speaker) grid.setAudioOutput(choice.speaker);
 
   state.phase = "joining";
   renderControls();
@@ -702,6 +798,7 @@ async function start() {
     if (nameOverride) join.name = nameOverride;
     await signaling.request(join, ["joined"]);
   } catch (error) {
+    stopStream(choice.stream);
     if (state.phase === "joining") {
       const refusal = error instanceof ServerError ? JOIN_REFUSALS[error.code] : null;
       endCall({
@@ -713,25 +810,29 @@ async function start() {
     }
     return;
   }
-  if (state.phase !== "joining") return;
+  if (state.phase !== "joining") {
+    stopStream(choice.stream);
+    return;
+  }
   state.phase = "joined";
+  rememberAttended(room);
   grid.showLocal(state.participantId, state.name);
   setStatus(`In the call as ${state.name}`);
   renderControls();
 
-  // Devices are opened only once the role is known: a viewer's camera never turns on.
+  // A viewer's camera never turns on (the waiting room guessed from the token; the server
+  // decides).
   if (state.role === "subscriber") {
+    stopStream(choice.stream);
     notify("You joined as a viewer: you see and hear the others, they do not see you.", "info");
     return;
   }
-  const local = await openCameraAndMic({ video: DEFAULT_VIDEO, audioProcessing });
-  if (state.phase !== "joined") {
-    stopStream(local.stream);
-    return;
+  state.local = { stream: choice.stream, audio: choice.audio, video: choice.video };
+  if (choice.video) grid.local.setVideoTrack(choice.video);
+  for (const kind of ["audio", "video"]) {
+    if (state.local[kind]) applyLocalMute(kind, state.muted[kind]);
   }
-  state.local = { stream: local.stream, audio: local.audio, video: local.video };
-  if (local.video) grid.local.setVideoTrack(local.video);
-  if (local.problem) notify(local.problem, "info");
+  if (choice.problem) notify(choice.problem, "info");
   renderControls();
   try {
     await publishLocalMedia();
@@ -741,9 +842,98 @@ async function start() {
   }
 }
 
+function waitingRoomUi() {
+  const root = byId("waiting-room");
+  return {
+    root,
+    lead: byId("waiting-lead"),
+    preview: byId("preview-video"),
+    placeholder: byId("preview-placeholder"),
+    placeholderText: byId("preview-placeholder-text"),
+    previewCamera: byId("preview-camera"),
+    previewMic: byId("preview-mic"),
+    meter: byId("mic-meter"),
+    meterRow: byId("mic-meter").closest(".meter-row"),
+    problem: byId("media-problem"),
+    problemText: byId("media-problem-text"),
+    retry: byId("media-retry"),
+    camera: byId("wr-camera"),
+    microphone: byId("wr-microphone"),
+    speaker: byId("wr-speaker"),
+    speakerNote: byId("wr-speaker-note"),
+    speakerTestButton: byId("speaker-test"),
+    deviceError: byId("wr-device-error"),
+    testCard: byId("test-card"),
+    testTitle: byId("test-title"),
+    testNeedsMedia: byId("test-needs-media"),
+    testRunning: byId("test-running"),
+    testReturned: byId("test-returned"),
+    testProgress: byId("test-progress"),
+    testResult: byId("test-result"),
+    testVerdict: byId("test-verdict"),
+    testFigures: byId("test-figures"),
+    testEnding: byId("test-ending"),
+    testStart: byId("test-start"),
+    testSkip: byId("test-skip"),
+    past: byId("past-session"),
+    pastText: byId("past-text"),
+    pastReport: byId("past-report"),
+    join: byId("join-button"),
+    report: byId("wr-report"),
+  };
+}
+
+/**
+ * Find out whether the room belongs to a scheduled session (else the report forms are hidden)
+ * and whether this is its mentor; offer "Declare a problem with this session" when the session
+ * is over or this browser was already in a call of this room.
+ */
+async function checkSession() {
+  const { access, view } = await api.sessionAccess();
+  state.sessionAccess = access;
+  if (access === SessionAccess.NONE) {
+    bugPanel.setUnavailable();
+    return;
+  }
+  if (view) state.session = view.session;
+  renderAfterCall();
+  if (!waitingRoom || state.phase !== "waiting") return;
+  const session = state.session;
+  const attended = attendedAt(state.room);
+  if (session && session.scheduled_end * 1000 < Date.now()) {
+    const end = new Date(session.scheduled_end * 1000);
+    waitingRoom.offerAfterSession(
+      `The session was scheduled to end ${end.toLocaleString([], {
+        dateStyle: "medium",
+        timeStyle: "short",
+      })}. Was something wrong in it?`,
+    );
+  } else if (attended !== null) {
+    const when = new Date(attended).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    waitingRoom.offerAfterSession(
+      `You were in a call in this room (last left ${when}). Was something wrong in that session?`,
+    );
+  }
+}
+
+/** After leaving: declare a problem (when there is a session), the mentor's report link. */
+function renderAfterCall() {
+  const over = state.phase === "left" || state.phase === "failed";
+  const hasSession =
+    state.sessionAccess === SessionAccess.PARTICIPANT || state.sessionAccess === SessionAccess.MENTOR;
+  ui.afterReport.hidden = !(over && hasSession && state.participantId);
+  const mentor = state.sessionAccess === SessionAccess.MENTOR;
+  ui.reportLink.hidden = !(over && mentor);
+  if (mentor && state.token) {
+    ui.reportLink.href =
+      `/room/${encodeURIComponent(state.room)}/report?token=${encodeURIComponent(state.token)}`;
+  }
+}
+
 /** Leave on purpose: tell the server, then tear everything down. */
 async function leave() {
   if (state.phase !== "joined" && state.phase !== "joining") return;
+  rememberAttended(state.room);
   state.phase = "leaving";
   renderControls();
   setStatus("Leaving…");
@@ -780,6 +970,8 @@ function endCall({ phase, title, text, canRejoin }) {
   state.participants.clear();
   state.publications.clear();
   state.pendingTracks.clear();
+  showRecording(null);
+  if (waitingRoom) waitingRoom.ui.root.hidden = true;
   ui.callBody.hidden = true;
   ui.controls.hidden = true;
   ui.leftScreen.hidden = false;
@@ -787,6 +979,7 @@ function endCall({ phase, title, text, canRejoin }) {
   ui.leftReason.textContent = text;
   ui.rejoin.hidden = !canRejoin;
   setStatus(phase === "left" ? "You left the call" : title);
+  renderAfterCall();
   ui.leftTitle.focus();
   renderControls();
 }

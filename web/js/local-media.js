@@ -4,17 +4,14 @@ export const DEFAULT_VIDEO = { width: 320, height: 240, frameRate: 15 };
 
 /**
  * Ask for camera and microphone; fall back to whichever one works. Never throws: resolves with
- * {stream, audio, video, problem} where `problem` is a sentence for the user (or null).
+ * {stream, audio, video, problem, cause} where `problem` is a sentence for the user in the call
+ * (or null) and `cause` says why a device is missing (or null).
  * `audioProcessing: false` turns off echo cancellation, noise suppression and gain control.
  */
 export async function openCameraAndMic({ video = DEFAULT_VIDEO, audioProcessing = true } = {}) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return {
-      stream: null,
-      audio: null,
-      video: null,
-      problem: "This browser cannot use a camera or microphone here (the page needs HTTPS).",
-    };
+    const cause = "This browser cannot use a camera or microphone here (the page needs HTTPS).";
+    return { stream: null, audio: null, video: null, problem: cause, cause };
   }
   const audio = audioProcessing
     ? true
@@ -38,6 +35,7 @@ export async function openCameraAndMic({ video = DEFAULT_VIDEO, audioProcessing 
         audio: stream.getAudioTracks()[0] || null,
         video: stream.getVideoTracks()[0] || null,
         problem: null,
+        cause: firstError ? explain(firstError) : null,
       };
       if (!result.audio) result.problem = "No microphone: the others will not hear you.";
       else if (!result.video) result.problem = "No camera: the others will not see you.";
@@ -53,6 +51,7 @@ export async function openCameraAndMic({ video = DEFAULT_VIDEO, audioProcessing 
     audio: null,
     video: null,
     problem: `${explain(firstError)} You joined as a viewer: you can see and hear the others.`,
+    cause: explain(firstError),
   };
 }
 

@@ -2,12 +2,11 @@
 // numbers. A native modal <dialog>: Tab stays inside it, Escape closes it, focus returns to the
 // button that opened it.
 
+import { SPEAKER_SELECTION_SUPPORTED, fillDevicePicker, listDevices } from "./device-pickers.js";
+
+export { SPEAKER_SELECTION_SUPPORTED };
+
 const STATS_INTERVAL_MS = 1000;
-
-export const SPEAKER_SELECTION_SUPPORTED =
-  typeof HTMLMediaElement !== "undefined" && "setSinkId" in HTMLMediaElement.prototype;
-
-const DEVICE_WORDS = { videoinput: "Camera", audioinput: "Microphone", audiooutput: "Speaker" };
 
 function formatRate(kbps) {
   if (kbps === null) return "measuring…";
@@ -80,38 +79,13 @@ export class SettingsMenu {
 
   /** Fill the pickers from enumerateDevices, selecting what is in use now. */
   async refreshDevices() {
-    let devices = [];
-    try {
-      devices = await navigator.mediaDevices.enumerateDevices();
-    } catch {
-      devices = [];
-    }
+    const devices = await listDevices();
     const inUse = this.current();
-    this._fill(this.ui.camera, devices, "videoinput", inUse.camera, true);
-    this._fill(this.ui.microphone, devices, "audioinput", inUse.microphone, true);
+    fillDevicePicker(this.ui.camera, devices, "videoinput", inUse.camera, true);
+    fillDevicePicker(this.ui.microphone, devices, "audioinput", inUse.microphone, true);
     if (SPEAKER_SELECTION_SUPPORTED) {
-      this._fill(this.ui.speaker, devices, "audiooutput", inUse.speaker || "default", false);
+      fillDevicePicker(this.ui.speaker, devices, "audiooutput", inUse.speaker || "default", false);
     }
-  }
-
-  /** One picker; `needsInUse`: switching needs a device already in use (camera, mic). */
-  _fill(select, devices, kind, selectedId, needsInUse) {
-    const word = DEVICE_WORDS[kind];
-    const matching = devices.filter((device) => device.kind === kind && device.deviceId);
-    select.replaceChildren();
-    const none = !matching.length ? `No ${word.toLowerCase()} found`
-      : needsInUse && !selectedId ? `No ${word.toLowerCase()} in use` : null;
-    if (none) {
-      // Nothing to switch between, or nothing to switch (a viewer, or devices refused).
-      select.append(new Option(none, ""));
-      select.disabled = true;
-      return;
-    }
-    select.disabled = false;
-    matching.forEach((device, index) => {
-      const label = device.label || `${word} ${index + 1}`;
-      select.append(new Option(label, device.deviceId, false, device.deviceId === selectedId));
-    });
   }
 
   async _changed(kind, select) {
