@@ -1,0 +1,62 @@
+"""Worker processes that speak their own events, started and stopped by `ProcessGroup`.
+
+`Worker.receive` validates every line against `bench.messages.EVENT`, the forwarding
+benchmark's events. The chat benchmark and the load test have events of their own: an
+`EventWorker` is the same child process, with the adapter it validates against given at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from bench.processes import ProcessGroup, Worker
+
+
+@dataclass
+class EventWorker(Worker):
+    events: TypeAdapter[Any] | None = None
+    """Validates each line the worker prints; its union must include `bench.messages.Failed`
+    for `expect` to turn a worker's failure into a `BenchmarkError`."""
+
+    async def receive(self, timeout_s: float) -> Any:
+        assert self.events is not None
+        stdout = self.process.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self.failure(f"no event within {timeout_s:.0f} s")
+            try:
+                line = await asyncio.wait_for(stdout.readline(), remaining)
+            except TimeoutError:
+                raise self.failure(f"no event within {timeout_s:.0f} s") from None
+            if not line:
+                raise self.failure("its output ended")
+            try:
+                return self.events.validate_json(line)
+            except ValidationError as exc:
+                raise self.failure(f"unexpected output {line[:200]!r}: {exc}") from exc
+
+
+async def start_event_worker(
+    group: ProcessGroup, name: str, module: str, events: TypeAdapter[Any]
+) -> EventWorker:
+    """`python -m <module>` in `group`, its events validated by `events`."""
+    plain = await group.start_worker(name, module)
+    worker = EventWorker(plain.name, plain.process, plain.log_path, events)
+    group.children[group.children.index(plain)] = worker
+    return worker
+
+
+async def stop_workers(group: ProcessGroup, workers: list[EventWorker], grace_s: float) -> None:
+    """Workers leave their room when stdin closes; killed if they take longer than `grace_s`."""
+    await asyncio.gather(*(w.stop(grace_s=grace_s) for w in workers))
+    for worker in workers:
+        if worker in group.children:
+            group.children.remove(worker)
