@@ -389,10 +389,11 @@ async def test_frames_arriving_while_one_is_processed_are_dropped_not_queued(
     stats = source.blur_stats
     latencies = list(stats.latencies_s)
     # A queue would add about 70 ms per frame: 4 s of latency by the end. Dropping keeps every
-    # frame within about two processing times (~110 ms each here, more on a loaded machine).
+    # frame within about two processing times (~110 ms each here, several on a loaded machine:
+    # 0.53 s was seen with other test suites running; a queue would be far beyond 1.5 s).
     assert stats.frames_stale >= 20, stats
     assert 8 <= stats.frames_out <= 25, stats
-    assert max(latencies) < 0.5, latencies
+    assert max(latencies) < 1.5, latencies
     assert np.mean(latencies[-5:]) < np.mean(latencies[:5]) + 0.15, latencies  # not growing
 
 
