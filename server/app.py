@@ -116,6 +116,8 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         reconnect_grace_s=settings.reconnect_grace_s,
         max_participants_per_room=settings.max_participants_per_room,
         max_rooms=settings.max_rooms,
+        chat_rate_per_s=settings.chat_rate_per_s,
+        chat_burst=settings.chat_burst,
     )
     app[REGISTRY] = registry
     recordings = RecordingService(

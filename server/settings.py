@@ -53,6 +53,9 @@ class Settings:
     """Joins beyond this get room-full."""
     max_rooms: int = 500
     """Live rooms this process holds; joins to new rooms beyond it get server-full."""
+    chat_rate_per_s: float = 20.0
+    """Chat messages per second per participant (Vonage signal-like flood protection)."""
+    chat_burst: int = 20
     reconnect_grace_s: float = 30.0
     """A participant whose connection dropped keeps its place and ids this long."""
     tls_cert: Path | None = None
@@ -125,6 +128,8 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_RECONNECT_GRACE_S": ("reconnect_grace_s", float),
     "PARLOIR_MAX_PARTICIPANTS_PER_ROOM": ("max_participants_per_room", int),
     "PARLOIR_MAX_ROOMS": ("max_rooms", int),
+    "PARLOIR_CHAT_RATE_PER_S": ("chat_rate_per_s", float),
+    "PARLOIR_CHAT_BURST": ("chat_burst", int),
     "PARLOIR_LOG_JSON": ("log_json", _bool),
     "PARLOIR_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "PARLOIR_WEBHOOK_URL": ("webhook_url", str),

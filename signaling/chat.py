@@ -90,13 +90,15 @@ class ChatLog:
 
     messages: list[ChatMessage] = field(default_factory=list)
     next_seq: int = 1
+    rate_per_s: float = RATE_PER_S
+    burst: int = BURST
     limiters: dict[str, TokenBucket] = field(default_factory=dict)
 
     def admit(self, sender_id: str) -> None:
-        bucket = self.limiters.setdefault(sender_id, TokenBucket(RATE_PER_S, BURST))
+        bucket = self.limiters.setdefault(sender_id, TokenBucket(self.rate_per_s, self.burst))
         if not bucket.take():
             raise SignalingError(
-                ErrorCode.RATE_LIMITED, f"more than {RATE_PER_S:.0f} chat messages per second"
+                ErrorCode.RATE_LIMITED, f"more than {self.rate_per_s:.0f} chat messages per second"
             )
 
     def append(

@@ -480,6 +480,8 @@ class RoomRegistry:
     """How long a dropped participant keeps its place, ids and publications' ids."""
     max_participants_per_room: int = 50
     max_rooms: int = 500
+    chat_rate_per_s: float = 20.0
+    chat_burst: int = 20
     spent_tokens: dict[str, float] = field(default_factory=dict)
     """Token id -> its expiry: tokens of participants who left; they do not admit again."""
     recording_control: RecordingControl | None = None
@@ -530,6 +532,7 @@ class RoomRegistry:
                 media=self.media,
                 observer=self.observer,
                 error_counts=self.error_counts,
+                chat=ChatLog(rate_per_s=self.chat_rate_per_s, burst=self.chat_burst),
             )
             self.rooms[room_id] = room
         return room
