@@ -316,3 +316,51 @@ async def test_vonage_archives_through_the_opentok_sdk(tmp_path: Path) -> None:
         with pytest.raises(opentok.exceptions.NotFoundError):
             await asyncio.to_thread(ot.get_archive, archive.id)
         await client.leave()
+
+
+async def test_vonage_manual_stream_mode_layout_and_individual_archives(tmp_path: Path) -> None:
+    from opentok.archives import OutputModes, StreamModes
+
+    env = {"PARLOIR_VONAGE_API_KEY": API_KEY, "PARLOIR_VONAGE_API_SECRET": API_SECRET}
+    with running_server(tmp_path, **env) as server:
+        ot = opentok.Client(API_KEY, API_SECRET, api_url=server.url)
+        sid = (
+            await asyncio.to_thread(ot.create_session, media_mode=opentok.MediaModes.routed)
+        ).session_id
+        clients = []
+        publications = []
+        for name in ("ann", "ben"):
+            token = await asyncio.to_thread(ot.generate_token, sid, data=f"name={name}")
+            client = ParloirClient(server.url, token=token, room=sid)
+            await client.connect()
+            publications.append(
+                await client.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15))
+            )
+            clients.append(client)
+        # Manual stream mode: only the streams added explicitly are recorded.
+        archive = await asyncio.to_thread(
+            ot.start_archive,
+            sid,
+            output_mode=OutputModes.individual,
+            stream_mode=StreamModes.manual,
+        )
+        await asyncio.to_thread(
+            ot.add_archive_stream, archive.id, publications[0]["id"], has_audio=True, has_video=True
+        )
+        with pytest.raises(opentok.exceptions.OpenTokException):
+            await asyncio.to_thread(ot.add_archive_stream, archive.id, "no-such-stream")
+        with pytest.raises(opentok.exceptions.OpenTokException):  # not a layout type
+            await asyncio.to_thread(ot.set_archive_layout, archive.id, "sideBySide")
+        await asyncio.to_thread(ot.set_archive_layout, archive.id, "bestFit")
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(ot.remove_archive_stream, archive.id, publications[0]["id"])
+        stopped = await asyncio.to_thread(ot.stop_archive, archive.id)
+        assert stopped.status == "available" and stopped.output_mode.value == "individual"
+        url = (await asyncio.to_thread(ot.get_archive, archive.id)).url
+        data = await asyncio.to_thread(lambda: requests.get(url, timeout=10).content)
+        with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+            media_files = [n for n in bundle.namelist() if not n.endswith(".json")]
+        # ann's audio and video only: ben's stream was never added.
+        assert len(media_files) == 2 and all(publications[0]["id"] in n for n in media_files)
+        for client in clients:
+            await client.leave()
