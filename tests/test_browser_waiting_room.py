@@ -22,17 +22,20 @@ from tests.support.browser import (
     CHROMIUM,
     PlatformApi,
     WatchedPage,
+    background_sharpness,
     best_match_rmse,
     join_from_waiting_room,
     launched_chromium,
     remote_video_handle_js,
     thumbnail_of,
+    video_progress_of,
     wait_until,
     watched_page,
     write_astronaut_y4m,
     write_tone_wav,
+    write_unimportable_mediapipe,
 )
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import ServerProcess, running_server
 
 pytestmark = [
     pytest.mark.browser,
@@ -407,3 +410,192 @@ def test_refused_camera_and_microphone_explain_and_still_let_you_join(
             watched.assert_no_errors()
 
     run_with_timeout(scenario)
+
+
+async def join_and_publish(page: Any) -> None:
+    await page.get_by_role("button", name=re.compile(r"^Join")).click()
+    await wait_until(
+        page,
+        "() => window.parloir.phase === 'joined' && window.parloir.publicationId",
+        what="joining and publishing",
+    )
+
+
+async def mentor_joins(browser: Any, url: str, student_id: str) -> WatchedPage:
+    """The mentor joins from the waiting room and gets the student's camera publication."""
+    mentor = await watched_page(browser)
+    await mentor.page.goto(url)
+    await join_from_waiting_room(mentor.page)
+    await wait_until(
+        mentor.page,
+        f"() => window.parloir.phase === 'joined' && {remote_video_handle_js(student_id)}"
+        " && window.parloir.pcs.subscriber.getReceivers().some(r => r.track.kind === 'video')",
+        what="the mentor to join and subscribe to the student",
+    )
+    return mentor
+
+
+def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_into_the_call(
+    server: ServerProcess, astronaut: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    clip, _, reference = astronaut
+    platform = PlatformApi(server)
+
+    async def scenario() -> None:
+        session = await platform.create_session()
+        student_link = await platform.join_link(session["id"], "student")
+        mentor_link = await platform.join_link(session["id"], "mentor")
+        async with (
+            async_playwright() as pw,
+            launched_chromium(pw, video_file=clip) as student_browser,
+            launched_chromium(pw) as mentor_browser,
+        ):
+            student = await open_waiting_room(student_browser, student_link["url"])
+            page = student.page
+            waiting = page.locator("#waiting-room")
+            await page.locator("#join-button:enabled").wait_for(timeout=10_000)
+            raw = await background_sharpness(page, PREVIEW)
+            local_track = await page.evaluate(f"{WAITING}.localStream.getVideoTracks()[0].id")
+
+            # Blur on: the preview switches to our camera as it comes back blurred.
+            await waiting.get_by_label("Blur my background").check()
+            await wait_until(
+                page, f"() => {WAITING}.blur.state === 'on'", timeout_s=20, what="blur on"
+            )
+            assert await page.locator("#wr-blur-state").inner_text() == "Blur: On (low)"
+            badge = page.locator("#preview-badge")
+            await badge.wait_for(state="visible", timeout=5000)
+            shown = await page.evaluate(f"{PREVIEW}.srcObject.getVideoTracks()[0].id")
+            assert shown != local_track, "the preview still shows the raw camera"
+            await wait_until(
+                page,
+                f"() => {PREVIEW}.videoWidth > 0 && {PREVIEW}.currentTime > 0.5",
+                what="the blurred preview to play",
+            )
+            await waiting.get_by_label("Blur strength").select_option("high")
+            await wait_until(
+                page,
+                f"() => {WAITING}.blur.strength === 'high' && {WAITING}.blur.state === 'on'",
+                what="strong blur",
+            )
+            await asyncio.sleep(1.0)
+            blurred = await background_sharpness(page, PREVIEW)
+            person = best_match_rmse(await thumbnail_of(page, PREVIEW), reference)
+            print(
+                f"waiting room: raw background sharpness {raw:.1f}, blurred {blurred:.1f}, "
+                f"astronaut RMSE {person:.1f}"
+            )
+            assert blurred < 0.8 * raw, (raw, blurred)
+            assert person < REMOTE_MATCH_RMSE, person  # the person is still there
+            await screenshot(page, tmp_path / "01-waiting-room-blur-preview.png")
+
+            # Joining closes the preview's loopback session and blurs the call from the start.
+            await join_and_publish(page)
+            assert await page.evaluate(f"{WAITING}.blurPreview") is None
+            await wait_until(
+                page, "() => window.parloir.blur.state === 'on'", what="blur on in the call"
+            )
+            assert await page.evaluate("window.parloir.blur.strength") == "high"
+            await page.locator(".tile-local .badge-blur").wait_for(state="visible", timeout=5000)
+            student_id = await page.evaluate("window.parloir.participantId")
+            mentor = await mentor_joins(mentor_browser, mentor_link["url"], student_id)
+            on_mentor_page = remote_video_handle_js(student_id)
+            await wait_until(
+                mentor.page,
+                f"() => {on_mentor_page}.videoWidth > 0 && {on_mentor_page}.currentTime > 0.5",
+                what="the mentor to see the student",
+            )
+            await asyncio.sleep(1.0)
+            seen_blurred = await background_sharpness(mentor.page, on_mentor_page)
+            await screenshot(mentor.page, tmp_path / "02-mentor-sees-blurred-student.png")
+
+            # Blur off from the call's settings: the mentor sees the background sharp again.
+            await page.get_by_role("button", name="Settings").click()
+            dialog = page.get_by_role("dialog", name="Settings")
+            await dialog.wait_for(timeout=5000)
+            assert await dialog.locator("#blur-state").inner_text() == "Blur: On (high)"
+            await screenshot(page, tmp_path / "03-settings-blur-on.png")
+            await dialog.get_by_label("Blur my background").uncheck()
+            await wait_until(page, "() => window.parloir.blur.state === 'off'", what="blur off")
+            await page.locator(".tile-local .badge-blur").wait_for(state="hidden", timeout=5000)
+            await asyncio.sleep(2.0)  # a keyframe and a few frames of the raw camera
+            seen_sharp = await background_sharpness(mentor.page, on_mentor_page)
+            print(
+                f"mentor's view: background sharpness blurred {seen_blurred:.1f}, "
+                f"unblurred {seen_sharp:.1f}"
+            )
+            assert seen_blurred < 0.8 * seen_sharp, (seen_blurred, seen_sharp)
+            student.assert_no_errors()
+            mentor.assert_no_errors()
+            assert await page.evaluate("window.parloir.serverErrors") == []
+
+    run_with_timeout(scenario)
+
+
+def test_blur_that_cannot_run_keeps_the_camera_hidden_until_the_user_continues_without_it(
+    astronaut: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    clip, _, _ = astronaut
+    fake = write_unimportable_mediapipe(tmp_path / "fake-mediapipe")
+
+    async def scenario(server: ServerProcess) -> None:
+        platform = PlatformApi(server)
+        session = await platform.create_session()
+        student_link = await platform.join_link(session["id"], "student")
+        mentor_link = await platform.join_link(session["id"], "mentor")
+        async with (
+            async_playwright() as pw,
+            launched_chromium(pw, video_file=clip) as student_browser,
+            launched_chromium(pw) as mentor_browser,
+        ):
+            student = await open_waiting_room(student_browser, student_link["url"])
+            page = student.page
+            await page.locator("#join-button:enabled").wait_for(timeout=10_000)
+            await page.locator("#waiting-room").get_by_label("Blur my background").check()
+            problem = page.locator("#wr-blur-unavailable")
+            await problem.wait_for(state="visible", timeout=20_000)
+            text = await problem.inner_text()
+            assert "Background blur cannot run: mediapipe does not import" in text, text
+            assert await page.locator("#preview-badge").is_hidden()
+            await screenshot(page, tmp_path / "01-waiting-room-blur-unavailable.png")
+
+            # Joining anyway: the camera is held back and the choice is asked in the call.
+            await join_and_publish(page)
+            dialog = page.get_by_role("dialog", name="Settings")
+            await dialog.wait_for(timeout=20_000)
+            await dialog.locator("#blur-unavailable").wait_for(state="visible", timeout=5000)
+            assert "not shown to anyone" in await dialog.locator("#blur-unavailable").inner_text()
+            student_id = await page.evaluate("window.parloir.participantId")
+            mentor = await mentor_joins(mentor_browser, mentor_link["url"], student_id)
+            on_mentor_page = remote_video_handle_js(student_id)
+            await asyncio.sleep(1.0)
+            before = await video_progress_of(mentor.page, on_mentor_page)
+            await asyncio.sleep(2.0)
+            after = await video_progress_of(mentor.page, on_mentor_page)
+            held = (after or {}).get("framesDecoded", 0) - (before or {}).get("framesDecoded", 0)
+            print(f"frames reaching the mentor while blur is unavailable: {held}")
+            assert held <= 2, (before, after)
+            await screenshot(page, tmp_path / "02-call-blur-unavailable.png")
+
+            await dialog.get_by_role("button", name="Continue without blur").click()
+            await wait_until(page, "() => window.parloir.blur.state === 'off'", what="blur off")
+            await dialog.locator("#blur-unavailable").wait_for(state="hidden", timeout=5000)
+            await wait_until(
+                mentor.page,
+                f"() => {on_mentor_page}.videoWidth > 0 && {on_mentor_page}.currentTime > 0.5",
+                what="the camera to reach the mentor once the student continued",
+            )
+            student.assert_no_errors()
+            mentor.assert_no_errors()
+            assert await page.evaluate("window.parloir.serverErrors") == []
+
+    def run() -> None:
+        with running_server(tmp_path, PYTHONPATH=str(fake)) as server:
+            run_with_timeout(lambda: scenario(server))
+            assert server.alive(), server.log()
+
+    run()

@@ -488,3 +488,58 @@ async def watched_page(
     page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
     page.on("console", lambda message: watched.console.append(f"{message.type}: {message.text}"))
     return watched
+
+
+# Mean absolute Laplacian of a <video>'s current frame in its outer quarters (left and right),
+# where the astronaut clip has its background (shuttle, flag): background blur lowers it.
+SHARPNESS_JS = """
+(video) => {
+  const w = video.videoWidth, h = video.videoHeight;
+  if (!w || !h) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, w, h);
+  const d = ctx.getImageData(0, 0, w, h).data;
+  const grey = (x, y) => {
+    const i = (y * w + x) * 4;
+    return 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+  };
+  let sum = 0, n = 0;
+  for (let y = 1; y < h - 1; y++) {
+    for (let x = 1; x < w - 1; x++) {
+      if (x > w * 0.25 && x < w * 0.75) continue;
+      sum += Math.abs(4 * grey(x, y) - grey(x - 1, y) - grey(x + 1, y)
+                      - grey(x, y - 1) - grey(x, y + 1));
+      n++;
+    }
+  }
+  return sum / n;
+}
+"""
+
+
+async def background_sharpness(page: Any, video_expression: str, samples: int = 3) -> float:
+    """Median SHARPNESS_JS of the <video> named by a JS expression over a few frames."""
+    values = []
+    for _ in range(samples):
+        handle = await page.evaluate_handle(f"() => {video_expression}")
+        value = await page.evaluate(SHARPNESS_JS, handle)
+        assert value is not None, f"{video_expression} shows no frame"
+        values.append(float(value))
+        await asyncio.sleep(0.2)
+    return float(np.median(values))
+
+
+def write_unimportable_mediapipe(directory: Path) -> Path:
+    """A `mediapipe` package whose model files exist but whose import fails: put it first on the
+    server's PYTHONPATH and blur is announced available, then fails when asked (unavailable)."""
+    package = directory / "mediapipe"
+    models = package / "modules" / "selfie_segmentation"
+    models.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(
+        'raise ImportError("mediapipe is disabled for this test")\n'
+    )
+    for name in ("selfie_segmentation.tflite", "selfie_segmentation_landscape.tflite"):
+        (models / name).write_bytes(b"")
+    return directory

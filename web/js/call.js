@@ -4,7 +4,7 @@
 // "Report a problem" panel, which stays available after leaving.
 
 import { SignalingClient, ServerError } from "./signaling-client.js";
-import { PublisherConnection, SubscriberConnection } from "./peer-connections.js";
+import { PublisherConnection, SubscriberConnection, iceServersOf } from "./peer-connections.js";
 import { ScreenStage, TileGrid } from "./media-tiles.js";
 import { openDevice, openScreen, stopStream, DEFAULT_VIDEO } from "./local-media.js";
 import { ChatPanel } from "./chat.js";
@@ -13,6 +13,7 @@ import { SettingsMenu } from "./settings-menu.js";
 import { ParticipantApi, SessionAccess } from "./participant-api.js";
 import { BugReportPanel } from "./bug-report.js";
 import { WaitingRoom, attendedAt, rememberAttended } from "./waiting-room.js";
+import { BlurControl } from "./blur-control.js";
 
 const LEAVE_WAIT_MS = 2000;
 const OWN_SCREEN = "own-screen"; // the stage's key for this page's own share
@@ -184,6 +185,29 @@ const settings = new SettingsMenu({
   stats: connectionStats,
 });
 
+// Background blur of our camera, computed on the SFU; in the settings dialog.
+const blur = new BlurControl({
+  ui: {
+    toggle: byId("blur-toggle"),
+    strength: byId("blur-strength"),
+    state: byId("blur-state"),
+    unavailable: byId("blur-unavailable"),
+    unavailableText: byId("blur-unavailable-text"),
+    continueButton: byId("blur-continue"),
+    cameraOffButton: byId("blur-camera-off"),
+  },
+  apply: (enabled, strength) => requestBlur(enabled, strength),
+  onCameraOff: async () => {
+    if (!state.muted.video) await toggleMute("video");
+  },
+  onState: (blurState) => {
+    if (grid.local) grid.local.setBlurred(blurState === "on");
+  },
+  unavailableHint:
+    "Your camera is not shown to anyone until you choose: continue without blur, or turn " +
+    "your camera off.",
+});
+
 // ---- page errors and messages -------------------------------------------------------------
 
 window.addEventListener("error", (event) => {
@@ -277,6 +301,7 @@ Object.defineProperty(window, "parloir", {
     get waitingRoom() { return waitingRoom ? waitingRoom.view() : null; },
     get bugPanel() { return bugPanel.view(); },
     get sessionAccess() { return state.sessionAccess; },
+    get blur() { return blur.view(); },
   }),
   writable: false,
   configurable: false,
@@ -619,10 +644,10 @@ function wireSignaling(signaling) {
     state.name = message.participant.name;
     state.role = message.participant.role;
     state.roomCodec = message.room.codec;
-    state.iceServers = message.ice_servers;
+    state.iceServers = iceServersOf(message);
     state.subscriber = new SubscriberConnection(
       signaling,
-      message.ice_servers,
+      state.iceServers,
       remoteTrackArrived,
       (channel) => chat.attach(channel),
     );
@@ -630,6 +655,12 @@ function wireSignaling(signaling) {
     for (const participant of message.participants) addParticipant(participant);
     for (const publication of message.publications) addPublication(publication);
     showRecording(message.room.recording ? { id: message.room.recording } : null);
+    blur.setAvailable(Boolean(message.blur_available));
+  });
+  signaling.on("blur-status", (message) => {
+    if (!state.publication || message.publication_id !== state.publication.id) return;
+    blur.update(message);
+    if (message.state === "unavailable" && blur.enabled) settings.open();
   });
   signaling.on("recording-started", (message) => showRecording(message.recording));
   signaling.on("recording-stopped", (message) => {
@@ -665,6 +696,8 @@ function wireSignaling(signaling) {
   });
   signaling.on("mute-changed", muteChanged);
   signaling.on("error", (message) => {
+    // Blur refused: the blur control shows why and what to do (not a fault of the page).
+    if (message.code === "blur-unavailable") return;
     state.serverErrors.push({ code: message.code, reason: message.reason });
     notify(`Server error: ${message.reason} (${message.code})`);
   });
@@ -681,6 +714,21 @@ function wireSignaling(signaling) {
     const title = state.phase === "joining" ? "Could not join" : "Disconnected";
     endCall({ phase: "failed", title, text: known.text, canRejoin: known.canRejoin });
   });
+}
+
+/** BlurControl's target in the call: our camera publication. */
+async function requestBlur(enabled, strength) {
+  if (!state.publication || !state.local.video) {
+    // Not published yet: the choice is applied once the camera is live (publishLocalMedia).
+    if (!enabled) return { state: "off", strength, reason: null };
+    throw new Error("no target");
+  }
+  const reply = await state.signaling.request(
+    { type: "blur", publication_id: state.publication.id, enabled, strength },
+    ["ack"],
+    20000,
+  );
+  return reply.blur;
 }
 
 /** The header's red "● Recording" badge while the room is recorded. */
@@ -712,16 +760,32 @@ async function publishLocalMedia() {
   const { stream, audio, video } = state.local;
   if (!audio && !video) return;
   setStatus("Publishing your camera and microphone…");
+  // Blur chosen in the waiting room: send black frames until the server blurs, so that no raw
+  // frame of the camera ever reaches the others.
+  const blurFirst = blur.enabled && video && !state.muted.video;
+  if (blurFirst) video.enabled = false;
   state.cameraPublished = ensurePublisher().publish(
     stream,
     { audio, video },
     { muted: state.muted },
   );
   state.cameraPublished.catch(() => {}); // reported by the await below
-  const { publication, transceivers } = await state.cameraPublished;
+  let published;
+  try {
+    published = await state.cameraPublished;
+  } catch (error) {
+    if (blurFirst) video.enabled = !state.muted.video;
+    throw error;
+  }
+  const { publication, transceivers } = published;
   state.publication = publication;
   state.cameraTransceivers = transceivers;
   state.publications.set(publication.id, publication);
+  if (blurFirst) {
+    await blur.sync(); // on, starting (raw frames already cut off) or unavailable (frozen)
+    if (state.local.video === video) video.enabled = !state.muted.video;
+    if (blur.state === "unavailable") settings.open();
+  }
   // Mute clicks that happened while the publication was being set up.
   for (const kind of Object.keys(state.muted)) {
     if (state.local[kind] && publication.muted[kind] !== state.muted[kind]) {
@@ -782,6 +846,7 @@ async function start() {
   ui.controls.hidden = false;
   state.muted = { ...choice.muted };
   state.speaker = choice.speaker;
+  blur.preset(choice.blur || { enabled: false });
   if (choice.speaker) grid.setAudioOutput(choice.speaker);
 
   state.phase = "joining";
@@ -880,6 +945,15 @@ function waitingRoomUi() {
     pastReport: byId("past-report"),
     join: byId("join-button"),
     report: byId("wr-report"),
+    previewBadge: byId("preview-badge"),
+    blurField: byId("wr-blur"),
+    blurToggle: byId("wr-blur-toggle"),
+    blurStrength: byId("wr-blur-strength"),
+    blurState: byId("wr-blur-state"),
+    blurUnavailable: byId("wr-blur-unavailable"),
+    blurUnavailableText: byId("wr-blur-unavailable-text"),
+    blurContinue: byId("wr-blur-continue"),
+    blurCameraOff: byId("wr-blur-camera-off"),
   };
 }
 

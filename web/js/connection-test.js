@@ -1,13 +1,12 @@
 // The waiting room's connection test, through the real media path: a second signaling socket
-// joins with purpose "connection-test" (a private loopback room, PROTOCOL.md), publishes
-// audio+video, and receives its own stream back through the SFU. getStats is sampled every
+// joins a private loopback room (loopback-session.js), publishes audio+video, and receives its
+// own stream back through the SFU. getStats is sampled every
 // second until the figures settle (quality-formulas.js isStable) or the time is up. The time
 // limit is a hard one, counted from start(): it resolves the test with what it has whatever is
 // going on (signaling or ICE hung, a getStats pending), and skip() ends it at once. Either way
 // the test's peer connections, socket and tracks are released.
 
-import { SignalingClient } from "./signaling-client.js";
-import { PublisherConnection, SubscriberConnection } from "./peer-connections.js";
+import { LoopbackSession } from "./loopback-session.js";
 import { isStable, summarize, verdict } from "./quality-formulas.js";
 
 export const SAMPLE_INTERVAL_MS = 1000;
@@ -69,7 +68,6 @@ export class ConnectionTest {
     onReturnedTrack = () => {},
     maxDurationMs = MAX_DURATION_MS,
     intervalMs = SAMPLE_INTERVAL_MS,
-    signalingUrl = null,
   }) {
     this.room = room;
     this.token = token;
@@ -79,16 +77,18 @@ export class ConnectionTest {
     this.onReturnedTrack = onReturnedTrack;
     this.maxDurationMs = maxDurationMs;
     this.intervalMs = intervalMs;
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    this.signalingUrl = signalingUrl || `${scheme}//${window.location.host}/rtc`;
 
     this.state = TestState.IDLE;
     this.samples = []; // every sample, {at, counted, rttMs, jitterMs, loss, ...}
     this.result = null;
-    this.signaling = null;
-    this.publisher = null;
-    this.subscriber = null;
-    this.returned = new MediaStream(); // our own tracks, back from the SFU
+    this.session = new LoopbackSession({
+      room,
+      token,
+      name,
+      onReturnedTrack: (track, stream) => {
+        if (!this.finished) this.onReturnedTrack(track, stream);
+      },
+    });
     this._startedAt = null;
     this._previous = null;
     this._timers = [];
@@ -126,34 +126,7 @@ export class ConnectionTest {
   }
 
   async _run() {
-    const signaling = new SignalingClient(this.signalingUrl);
-    this.signaling = signaling;
-    signaling.on("joined", (message) => {
-      if (this.finished) return;
-      this.subscriber = new SubscriberConnection(signaling, message.ice_servers, (track) => {
-        if (this.finished) return;
-        this.returned.addTrack(track);
-        this.onReturnedTrack(track, this.returned);
-      });
-      this.iceServers = message.ice_servers;
-    });
-    signaling.on("offer", (message) => {
-      if (!this.subscriber || this.finished) return;
-      return this.subscriber.handleOffer(message).catch((error) => {
-        if (!this.finished) this._finish(Outcome.FAILED, error);
-      });
-    });
-    await signaling.connect();
-    if (this.finished) return;
-    const join = { type: "join", token: this.token, room: this.room, purpose: "connection-test" };
-    if (this.name) join.name = this.name;
-    await signaling.request(join, ["joined"]);
-    if (this.finished) return;
-
-    const sent = [this.tracks.audio, this.tracks.video].filter(Boolean);
-    if (!sent.length) throw new Error("nothing to send: no camera and no microphone");
-    this.publisher = new PublisherConnection(signaling, this.iceServers);
-    await this.publisher.publish(new MediaStream(sent), this.tracks);
+    await this.session.open(this.tracks);
     if (this.finished) return;
     this.state = TestState.MEASURING;
     const tick = () => this._tick();
@@ -179,10 +152,8 @@ export class ConnectionTest {
 
   /** One second's figures. Rates are deltas since the previous sample; loss is cumulative. */
   async _sample() {
-    const [sent, received] = await Promise.all([
-      statsOf(this.publisher && this.publisher.pc),
-      statsOf(this.subscriber && this.subscriber.pc),
-    ]);
+    const { publisher, subscriber } = this.session.pcs;
+    const [sent, received] = await Promise.all([statsOf(publisher), statsOf(subscriber)]);
     const now = performance.now();
     const inbound = ofType(received, "inbound-rtp");
     const outbound = ofType(sent, "outbound-rtp");
@@ -274,14 +245,8 @@ export class ConnectionTest {
 
   /** Close the test's peer connections and socket, stop its tracks. Synchronous. */
   _release() {
-    if (this.publisher) this.publisher.close();
-    if (this.subscriber) this.subscriber.close();
-    if (this.signaling) {
-      this.signaling.send({ type: "leave" });
-      this.signaling.close();
-    }
+    this.session.close();
     for (const track of Object.values(this.tracks)) if (track) track.stop();
-    for (const track of this.returned.getTracks()) track.stop();
   }
 
   /** Read-only state for tests and debugging. */
@@ -291,12 +256,9 @@ export class ConnectionTest {
       elapsedS: this.elapsedMs / 1000,
       samples: this.samples.map((s) => ({ ...s })),
       result: this.result ? { ...this.result } : null,
-      pcs: {
-        publisher: this.publisher ? this.publisher.pc : null,
-        subscriber: this.subscriber ? this.subscriber.pc : null,
-      },
+      pcs: this.session.pcs,
       tracks: Object.values(this.tracks).filter(Boolean),
-      signalingOpen: Boolean(this.signaling && this.signaling.open),
+      signalingOpen: this.session.signalingOpen,
     };
   }
 }

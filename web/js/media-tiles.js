@@ -37,9 +37,13 @@ class Tile {
     this.badges = element("span", "tile-badges");
     this.micBadge = element("span", "badge badge-mic", "Mic muted");
     this.camBadge = element("span", "badge badge-camera", "Camera off");
+    // Our own preview shows the raw camera; the others see it blurred (on the server).
+    this.blurBadge = element("span", "badge badge-blur", "Blurred for the others");
     this.micBadge.hidden = true;
     this.camBadge.hidden = true;
-    this.badges.append(this.micBadge, this.camBadge);
+    this.blurBadge.hidden = true;
+    this.blurred = false;
+    this.badges.append(this.micBadge, this.camBadge, this.blurBadge);
     this.caption.append(this.nameLabel);
 
     this.root.append(this.placeholder, this.video, this.caption, this.badges);
@@ -87,6 +91,11 @@ class Tile {
     );
   }
 
+  setBlurred(blurred) {
+    this.blurred = Boolean(blurred);
+    this._render();
+  }
+
   setMuted(kind, muted) {
     this.muted[kind] = Boolean(muted);
     this._render();
@@ -95,6 +104,7 @@ class Tile {
   _render() {
     this.micBadge.hidden = !this.muted.audio;
     this.camBadge.hidden = !this.muted.video;
+    this.blurBadge.hidden = !(this.blurred && this.local && !this.muted.video);
     const showVideo = this.videoTrack !== null && !this.muted.video;
     this.video.hidden = !showVideo;
     this.placeholder.hidden = showVideo;

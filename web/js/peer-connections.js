@@ -6,9 +6,26 @@
 
 const GATHERING_CAP_MS = 2000;
 
+/**
+ * The RTCIceServer list of a `joined` message: its `ice_servers` URLs, with the time-limited
+ * `ice_credentials` attached to the TURN ones (PROTOCOL.md).
+ */
+export function iceServersOf(joined) {
+  const credentials = joined.ice_credentials || null;
+  return (joined.ice_servers || []).map((url) => {
+    const turn = /^turns?:/.test(url);
+    return turn && credentials
+      ? { urls: url, username: credentials.username, credential: credentials.credential }
+      : { urls: url };
+  });
+}
+
 function rtcConfiguration(iceServers) {
   return {
-    iceServers: (iceServers || []).map((url) => ({ urls: url })),
+    // URLs, or RTCIceServer objects (iceServersOf).
+    iceServers: (iceServers || []).map((server) =>
+      typeof server === "string" ? { urls: server } : server,
+    ),
     bundlePolicy: "max-bundle",
     rtcpMuxPolicy: "require",
   };

@@ -6,6 +6,8 @@ import { openCameraAndMic, openDevice, stopStream, DEFAULT_VIDEO } from "./local
 import { SPEAKER_SELECTION_SUPPORTED, fillDevicePicker, listDevices } from "./device-pickers.js";
 import { MicLevelMeter, SpeakerTest } from "./audio-check.js";
 import { ConnectionTest, Outcome, resultPayload } from "./connection-test.js";
+import { LoopbackSession } from "./loopback-session.js";
+import { BlurControl } from "./blur-control.js";
 import { AUDIO_ONLY, MIN_AUDIO_MOS } from "./quality-formulas.js";
 
 /** Set once this browser has run (or skipped) a connection test, or joined a call. */
@@ -120,6 +122,23 @@ export class WaitingRoom {
     this.meter = new MicLevelMeter(ui.meter);
     this.speakerTest = new SpeakerTest();
     this.getUserMediaCalls = 0;
+    this.blurPreview = null; // LoopbackSession sending the camera to be blurred, while blur is on
+    this.blur = new BlurControl({
+      ui: {
+        toggle: ui.blurToggle,
+        strength: ui.blurStrength,
+        state: ui.blurState,
+        unavailable: ui.blurUnavailable,
+        unavailableText: ui.blurUnavailableText,
+        continueButton: ui.blurContinue,
+        cameraOffButton: ui.blurCameraOff,
+      },
+      apply: (enabled, strength) => this._applyBlur(enabled, strength),
+      onCameraOff: () => {
+        if (!this.muted.video) this._toggle("video");
+      },
+      unavailableHint: "Join without blur, or turn your camera off.",
+    });
     this._opening = false;
     this._resolveJoin = null;
     this._wire();
@@ -179,6 +198,7 @@ export class WaitingRoom {
     this.ui.previewMic.hidden = true;
     this.ui.meterRow.hidden = true;
     this.ui.camera.closest(".field").hidden = true;
+    this.ui.blurField.hidden = true;
     this.ui.microphone.closest(".field").hidden = true;
     this.ui.testCard.hidden = true;
     this.ui.join.textContent = "Join as a viewer";
@@ -210,10 +230,79 @@ export class WaitingRoom {
   _setLocal({ stream, audio, video }) {
     if (this.local.stream && this.local.stream !== stream) stopStream(this.local.stream);
     this.local = { stream, audio, video };
-    this.ui.preview.srcObject = video ? new MediaStream([video]) : null;
-    if (video) this.ui.preview.play().catch(() => {});
+    this._previewTrack = null;
     this.meter.attach(audio);
     this._render();
+  }
+
+  /**
+   * The preview shows the camera, or, while blur is on, the camera as it comes back blurred from
+   * the server (what the others will see).
+   */
+  _renderPreviewSource() {
+    const blurred = this.blurPreview && this.blur.state === "on"
+      ? this.blurPreview.returned.getVideoTracks()[0] || null
+      : null;
+    const track = blurred || this.local.video;
+    this.ui.previewBadge.hidden = !blurred || this.muted.video;
+    if (track === this._previewTrack) return;
+    this._previewTrack = track || null;
+    this.ui.preview.srcObject = track ? new MediaStream([track]) : null;
+    if (track) this.ui.preview.play().catch(() => {});
+  }
+
+  /** BlurControl's target in the waiting room: a loopback session blurring a camera copy. */
+  async _applyBlur(enabled, strength) {
+    if (!enabled) {
+      if (this.blurPreview && this.blur.state !== "unavailable") {
+        await this.blurPreview.setBlur(false, strength).catch(() => null);
+      }
+      this._closeBlurPreview();
+      return { state: "off", strength, reason: null };
+    }
+    if (!this.local.video) {
+      throw Object.assign(new Error("no camera"), { reason: "no camera is in use" });
+    }
+    if (!this.blurPreview) {
+      const video = this.local.video.clone();
+      video.enabled = true;
+      const session = new LoopbackSession({
+        room: this.room,
+        token: this.token,
+        name: this.name,
+        onReturnedTrack: () => this._renderPreviewSource(),
+        onBlurStatus: (status) => {
+          this.blur.update(status);
+          this._renderPreviewSource();
+        },
+      });
+      session.camera = video;
+      this.blurPreview = session;
+      try {
+        await session.open({ audio: null, video });
+      } catch (error) {
+        if (this.blurPreview === session) this._closeBlurPreview();
+        throw error;
+      }
+      if (!session.blurAvailable) {
+        this._closeBlurPreview();
+        this.blur.setAvailable(false);
+        return { state: "off", strength, reason: null };
+      }
+    }
+    const session = this.blurPreview;
+    const status = await session.setBlur(true, strength);
+    this._renderPreviewSource();
+    return status;
+  }
+
+  _closeBlurPreview() {
+    const session = this.blurPreview;
+    if (!session) return;
+    this.blurPreview = null;
+    session.close();
+    if (session.camera) session.camera.stop();
+    this._renderPreviewSource();
   }
 
   async refreshDevices() {
@@ -252,8 +341,13 @@ export class WaitingRoom {
       const next = { ...this.local, stream, [kind]: track };
       this.local = next;
       if (kind === "video") {
-        ui.preview.srcObject = new MediaStream([track]);
-        ui.preview.play().catch(() => {});
+        this._previewTrack = null;
+        this._renderPreviewSource();
+        if (this.blurPreview) {
+          // The blurred preview was sending the old camera: start it again with the new one.
+          this._closeBlurPreview();
+          this.blur.sync();
+        }
       } else {
         this.meter.attach(track);
       }
@@ -291,6 +385,8 @@ export class WaitingRoom {
     if (this.viewer) return;
     const { audio, video } = this.local;
     const showVideo = Boolean(video) && !this.muted.video;
+    ui.blurField.hidden = !video;
+    this._renderPreviewSource();
     ui.preview.hidden = !showVideo;
     ui.placeholder.hidden = showVideo;
     if (!video) ui.placeholderText.textContent = this.problem ? "No camera" : "Starting your camera…";
@@ -472,6 +568,7 @@ export class WaitingRoom {
     storageSet(TEST_SEEN_KEY, storageGet(TEST_SEEN_KEY) || String(Date.now()));
     this.meter.close();
     this.speakerTest.close();
+    this._closeBlurPreview();
     this.ui.preview.srcObject = null;
     const resolve = this._resolveJoin;
     this._resolveJoin = null;
@@ -482,6 +579,7 @@ export class WaitingRoom {
       audio,
       video,
       problem: this.callProblem || null,
+      blur: { enabled: this.blur.enabled && Boolean(video), strength: this.blur.strength },
       muted: { ...this.muted },
       speaker: this.speaker,
       viewer: this.viewer,
@@ -502,6 +600,10 @@ export class WaitingRoom {
       micPeak: this.meter.peak,
       speakerTestPlays: this.speakerTest.plays,
       getUserMediaCalls: this.getUserMediaCalls,
+      blur: this.blur.view(),
+      blurPreview: this.blurPreview
+        ? { pcs: this.blurPreview.pcs, publicationId: this.blurPreview.publication?.id ?? null }
+        : null,
       devices: (this.devices || []).map((d) => ({ ...d })),
       test: this.test ? this.test.view() : null,
       testResults: this.testResults.map((e) => ({
