@@ -196,6 +196,16 @@ def test_bug_from_the_call_panel_marks_the_session_exception_for_billing_and_fee
                 ("call", "feedback", False),
                 ("call", "no_video", True),
             ], kinds
+            # Reopening the link later in this browser offers the same declaration.
+            await page.goto(student_link["url"])
+            past = page.locator("#past-session")
+            await past.wait_for(state="visible", timeout=10_000)
+            assert "You were in a call in this room" in await past.inner_text()
+            await past.get_by_role("button", name="Declare a problem with this session").click()
+            await panel.wait_for(state="visible", timeout=5000)
+            assert await page.evaluate("window.parloir.bugPanel.source") == "after_call"
+            await screenshot(page, tmp_path / "03b-reopened-link.png")
+
             # The mentor's end screen leads to the session report.
             await mentor.page.get_by_role("button", name="Leave").click()
             report_link = mentor.page.get_by_role("link", name="Write the session report")
@@ -482,5 +492,52 @@ def test_staff_bug_reports_filter_by_category_type_kind_and_date_and_paginate(
             await page.wait_for_url(re.compile(r"/staff$"), timeout=10_000)
             await page.get_by_label("Staff credential").wait_for(timeout=5000)
             watched.assert_no_errors()
+
+    run_with_timeout(scenario)
+
+
+def test_recording_badge_shows_while_the_room_is_recorded_also_to_a_late_joiner(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    platform = PlatformApi(server)
+
+    async def scenario() -> None:
+        session = await platform.create_session(type="defence", auto_record=False)
+        student_link = await platform.join_link(session["id"], "student")
+        mentor_link = await platform.join_link(session["id"], "mentor")
+        async with (
+            async_playwright() as pw,
+            launched_chromium(pw) as student_browser,
+            launched_chromium(pw) as mentor_browser,
+        ):
+            student = await join_call(student_browser, student_link["url"])
+            badge = student.page.locator("#recording-badge")
+            assert await badge.is_hidden()
+
+            recording = await platform.call(
+                "POST", f"/api/rooms/{session['room_id']}/recordings", {}, expect=201
+            )
+            await badge.wait_for(state="visible", timeout=10_000)
+            assert (await badge.inner_text()).strip() == "● Recording"
+            assert await student.page.evaluate("window.parloir.recording.id") == recording["id"]
+            # Red, in the header.
+            color = await badge.evaluate("e => getComputedStyle(e).backgroundColor")
+            assert color == "rgb(229, 72, 77)", color
+            assert await student.page.locator("header #recording-badge").count() == 1
+
+            # Someone joining while it records sees it from the start (joined.room.recording).
+            mentor = await join_call(mentor_browser, mentor_link["url"])
+            await mentor.page.locator("#recording-badge").wait_for(state="visible", timeout=5000)
+            await screenshot(mentor.page, tmp_path / "recording-badge.png")
+
+            await platform.call("POST", f"/api/recordings/{recording['id']}/stop", expect=200)
+            for watched in (student, mentor):
+                await watched.page.locator("#recording-badge").wait_for(
+                    state="hidden", timeout=15_000
+                )
+                assert await watched.page.evaluate("window.parloir.recording") is None
+                watched.assert_no_errors()
 
     run_with_timeout(scenario)
