@@ -22,7 +22,7 @@ from tests.support.browser import (
     CHROMIUM,
     PlatformApi,
     WatchedPage,
-    background_sharpness,
+    background_detail,
     best_match_rmse,
     join_from_waiting_room,
     launched_chromium,
@@ -456,7 +456,7 @@ def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_i
             page = student.page
             waiting = page.locator("#waiting-room")
             await page.locator("#join-button:enabled").wait_for(timeout=10_000)
-            raw = await background_sharpness(page, PREVIEW)
+            raw = await background_detail(page, PREVIEW)
             local_track = await page.evaluate(f"{WAITING}.localStream.getVideoTracks()[0].id")
 
             # Blur on: the preview switches to our camera as it comes back blurred.
@@ -481,10 +481,10 @@ def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_i
                 what="strong blur",
             )
             await asyncio.sleep(1.0)
-            blurred = await background_sharpness(page, PREVIEW)
+            blurred = await background_detail(page, PREVIEW)
             person = best_match_rmse(await thumbnail_of(page, PREVIEW), reference)
             print(
-                f"waiting room: raw background sharpness {raw:.1f}, blurred {blurred:.1f}, "
+                f"waiting room: background detail raw {raw:.2f}, blurred {blurred:.2f}, "
                 f"astronaut RMSE {person:.1f}"
             )
             assert blurred < 0.8 * raw, (raw, blurred)
@@ -508,7 +508,7 @@ def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_i
                 what="the mentor to see the student",
             )
             await asyncio.sleep(1.0)
-            seen_blurred = await background_sharpness(mentor.page, on_mentor_page)
+            seen_blurred = await background_detail(mentor.page, on_mentor_page)
             await screenshot(mentor.page, tmp_path / "02-mentor-sees-blurred-student.png")
 
             # Blur off from the call's settings: the mentor sees the background sharp again.
@@ -521,10 +521,10 @@ def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_i
             await wait_until(page, "() => window.parloir.blur.state === 'off'", what="blur off")
             await page.locator(".tile-local .badge-blur").wait_for(state="hidden", timeout=5000)
             await asyncio.sleep(2.0)  # a keyframe and a few frames of the raw camera
-            seen_sharp = await background_sharpness(mentor.page, on_mentor_page)
+            seen_sharp = await background_detail(mentor.page, on_mentor_page)
             print(
-                f"mentor's view: background sharpness blurred {seen_blurred:.1f}, "
-                f"unblurred {seen_sharp:.1f}"
+                f"mentor's view: background detail blurred {seen_blurred:.2f}, "
+                f"unblurred {seen_sharp:.2f}"
             )
             assert seen_blurred < 0.8 * seen_sharp, (seen_blurred, seen_sharp)
             student.assert_no_errors()
