@@ -24,6 +24,7 @@ from tests.support.browser import (
     SELECTED_PAIR_JS,
     best_match_rmse,
     inbound_rtp,
+    join_from_waiting_room,
     launched_chromium,
     remote_video_handle_js,
     video_thumbnail,
@@ -109,6 +110,8 @@ async def open_call(
     page.on("pageerror", lambda error: call.page_errors.append(str(error)))
     page.on("console", lambda message: call.console.append(f"{message.type}: {message.text}"))
     await page.goto(f"{server.url}/room/{ROOM}?token={quote(token)}{query}")
+    # A call link opens the waiting room first: join from there, as a user does.
+    await join_from_waiting_room(page)
     ready = "window.parloir.publicationId" if publishes else "true"
     await wait_until(
         page,
