@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from tests.support.browser import (
     write_tone_wav,
     write_unimportable_mediapipe,
 )
+from tests.support.impaired_network import ImpairedRelay, impair_page
 from tests.support.server_process import ServerProcess, running_server
 
 pytestmark = [
@@ -213,7 +215,7 @@ def test_waiting_room_previews_devices_runs_the_connection_test_and_joins_with_i
 
                 # The verdict is on the page, with the raw numbers.
                 shown = await page.locator("#test-result").inner_text()
-                assert "Audio: good enough for a conversation" in shown, shown
+                assert "Audio: good (MOS" in shown, shown
                 assert re.search(r"MOS \d\.\d", shown), shown
                 for term in (
                     "Round-trip time",
@@ -599,3 +601,76 @@ def test_blur_that_cannot_run_keeps_the_camera_hidden_until_the_user_continues_w
             assert server.alive(), server.log()
 
     run()
+
+
+async def run_connection_test(
+    browser: Any, server: ServerProcess, identity: str, relay: ImpairedRelay | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """A waiting room (a room without session: the result is stored all the same) runs the
+    connection test to its end; returns the page and the result."""
+    watched = await watched_page(browser)
+    page = watched.page
+    if relay is not None:
+        await impair_page(page, relay)
+    token = server.token(f"network-{identity}", identity, "publisher", name=identity)
+    await page.goto(f"{server.url}/room/network-{identity}?token={quote(token)}")
+    await page.locator("#test-start:enabled").wait_for(timeout=15_000)
+    await page.get_by_role("button", name="Test my connection").click()
+    result = await wait_for_test_end(page, timeout_s=40)
+    await page.locator("#test-result").wait_for(state="visible", timeout=5000)
+    watched.assert_no_errors()
+    return page, result
+
+
+RESOLUTION_RANK = {"720p": 5, "540p": 4, "360p": 3, "270p": 2, "180p": 1, "audio-only": 0}
+
+
+def test_connection_test_verdict_drops_on_a_lossy_capped_network(
+    server: ServerProcess, astronaut: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    clip, tone, _ = astronaut
+
+    async def scenario() -> None:
+        relay = ImpairedRelay(loss=0.10, rate_kbit=300, queue_packets=10)
+        try:
+            async with (
+                async_playwright() as pw,
+                launched_chromium(pw, video_file=clip, audio_file=tone) as clean_browser,
+                launched_chromium(pw, video_file=clip, audio_file=tone) as lossy_browser,
+            ):
+                # Both at once: the same server, the same camera, one through the bad link.
+                (clean_page, clean), (lossy_page, lossy) = await asyncio.gather(
+                    run_connection_test(clean_browser, server, "clean"),
+                    run_connection_test(lossy_browser, server, "lossy", relay),
+                )
+                await screenshot(clean_page, tmp_path / "verdict-clean.png")
+                await screenshot(lossy_page, tmp_path / "verdict-10pc-loss-300kbit.png")
+                clean_text = await clean_page.locator("#test-verdict").inner_text()
+                lossy_text = await lossy_page.locator("#test-verdict").inner_text()
+                assert "Audio: good" in clean_text, clean_text
+                assert "Audio: good" not in lossy_text, lossy_text
+                better = ("HD video", "good video", "standard video")
+                assert not any(words in lossy_text for words in better), lossy_text
+        finally:
+            relay.close()
+        print(f"clean: {clean['figures']} {clean['verdict']}")
+        print(f"10 % loss, 300 kbit/s: {lossy['figures']} {lossy['verdict']}")
+        print(f"relay: {relay.stats()}")
+        # The bad link really carried the test's media, and dropped some of it.
+        stats = relay.stats()
+        assert stats["uplink"]["sent"] > 200 and stats["downlink"]["sent"] > 200, stats
+        assert stats["uplink"]["dropped_random"] > 20, stats
+        assert lossy["figures"]["framesDecoded"] > 0, lossy  # media did flow through it
+
+        assert clean["figures"]["loss"] < 0.02, clean
+        assert lossy["figures"]["loss"] > 0.08, lossy
+        assert lossy["figures"]["receivedKbps"] < 300, lossy
+        assert clean["verdict"]["mos"] > 4.3, clean
+        assert lossy["verdict"]["mos"] < clean["verdict"]["mos"] - 0.5, (clean, lossy)
+        clean_rank = RESOLUTION_RANK[clean["verdict"]["resolution"]]
+        lossy_rank = RESOLUTION_RANK[lossy["verdict"]["resolution"]]
+        assert lossy_rank <= 2 and lossy_rank < clean_rank, (clean, lossy)
+
+    run_with_timeout(scenario)

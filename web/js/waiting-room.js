@@ -83,6 +83,16 @@ function waitingRoomProblem({ audio, video, cause }) {
   return null;
 }
 
+/** A MOS in words (ITU-T P.800 bands: 4 good, 3.6 fair, below 2.4 unusable). */
+const GOOD_MOS = 4.0;
+function audioVerdictText(mos) {
+  const score = `MOS ${mos.toFixed(1)} of 4.5`;
+  if (mos >= GOOD_MOS) return `Audio: good (${score}).`;
+  if (mos >= 3.6) return `Audio: fine for a conversation (${score}).`;
+  if (mos >= MIN_AUDIO_MOS) return `Audio: usable, with noticeable degradation (${score}).`;
+  return `Audio: likely to break up (${score}; a conversation needs ${MIN_AUDIO_MOS}).`;
+}
+
 function formatNumber(value, digits, unit) {
   if (typeof value !== "number" || !Number.isFinite(value)) return "—";
   return `${value.toFixed(digits)}${unit}`;
@@ -502,12 +512,7 @@ export class WaitingRoom {
           : "The test could not measure your connection.",
       );
     } else {
-      lines.push(
-        verdict.audioSupported
-          ? `Audio: good enough for a conversation (MOS ${verdict.mos.toFixed(1)} of 4.5).`
-          : `Audio: likely to break up (MOS ${verdict.mos.toFixed(1)}, ` +
-            `needs ${MIN_AUDIO_MOS}).`,
-      );
+      lines.push(audioVerdictText(verdict.mos));
       if (verdict.resolution === AUDIO_ONLY) {
         lines.push("Video: not enough bandwidth; join with audio only.");
       } else if (verdict.resolution) {
@@ -521,8 +526,11 @@ export class WaitingRoom {
         return p;
       }),
     );
+    const reduced = verdict.mos !== null && (verdict.mos < GOOD_MOS ||
+      ["270p", "180p", AUDIO_ONLY].includes(verdict.resolution));
     ui.testVerdict.classList.toggle("verdict-bad", verdict.mos !== null && !verdict.audioSupported);
-    ui.testVerdict.classList.toggle("verdict-good", verdict.audioSupported);
+    ui.testVerdict.classList.toggle("verdict-warn", verdict.audioSupported && reduced);
+    ui.testVerdict.classList.toggle("verdict-good", verdict.audioSupported && !reduced);
     const rows = [
       ["Round-trip time", formatNumber(figures.rttMs, 0, " ms")],
       ["Jitter", formatNumber(figures.jitterMs, 1, " ms")],
