@@ -466,17 +466,17 @@ def test_staff_bug_reports_filter_by_category_type_kind_and_date_and_paginate(
             # Billing: the period filter, and the CSV export of the same selection.
             await page.get_by_role("link", name="Billing").click()
             await page.locator("#billing-rows tr").first.wait_for(timeout=10_000)
-            rows = {r["session"]: r for r in await table_rows(page, "#billing-rows")}
-            assert set(rows) == {mentoring["id"], defence["id"]}
+            billing = {r["session"]: r for r in await table_rows(page, "#billing-rows")}
+            assert set(billing) == {mentoring["id"], defence["id"]}
             # Both had a blocking report (no_sound, echo); feedback alone would not tag.
-            assert rows[defence["id"]]["exception"] and rows[mentoring["id"]]["exception"]
+            assert billing[defence["id"]]["exception"] and billing[mentoring["id"]]["exception"]
             yesterday = (date.today() - timedelta(days=1)).isoformat()
             await page.get_by_label("Sessions from").fill(yesterday)
             await page.get_by_role("button", name="Apply").click()
             await page.wait_for_url(re.compile(r"from="), timeout=10_000)
             await page.wait_for_load_state("networkidle")
-            rows = {r["session"]: r for r in await table_rows(page, "#billing-rows")}
-            assert set(rows) == {mentoring["id"]}, rows
+            billing = {r["session"]: r for r in await table_rows(page, "#billing-rows")}
+            assert set(billing) == {mentoring["id"]}, billing
             href = await page.get_by_role("link", name="Export CSV").get_attribute("href")
             assert href and href.startswith("/api/staff/billing.csv?"), href
             query = parse_qs(urlparse(href).query)

@@ -458,6 +458,9 @@ def test_blur_preview_in_the_waiting_room_shows_the_blurred_result_and_carries_i
             page = student.page
             waiting = page.locator("#waiting-room")
             await page.locator("#join-button:enabled").wait_for(timeout=10_000)
+            await wait_until(
+                page, f"() => {PREVIEW}.currentTime > 0.5", what="the camera preview to play"
+            )
             raw = await background_detail(page, PREVIEW)
             local_track = await page.evaluate(f"{WAITING}.localStream.getVideoTracks()[0].id")
 

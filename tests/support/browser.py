@@ -524,13 +524,21 @@ async def background_detail(page: Any, video_expression: str, samples: int = 16)
     while a blurrier encoding (a low bitrate) lowers both regions alike. The median over 3.2 s,
     a whole period of the astronaut clip's pan (at some points of it the person reaches into the
     outer quarters)."""
-    ratios = []
-    for _ in range(samples):
+    await wait_until(
+        page,
+        f"() => {{ const v = {video_expression}; return v && v.videoWidth > 0 && !v.paused; }}",
+        what=f"{video_expression} to show frames",
+    )
+    ratios: list[float] = []
+    for _ in range(samples * 2):
         handle = await page.evaluate_handle(f"() => {video_expression}")
         value = await page.evaluate(SHARPNESS_JS, handle)
-        assert value is not None, f"{video_expression} shows no frame"
-        ratios.append(float(value["background"]) / max(float(value["person"]), 1e-6))
+        if value is not None:  # between two sources of the element: no frame for a moment
+            ratios.append(float(value["background"]) / max(float(value["person"]), 1e-6))
+        if len(ratios) == samples:
+            break
         await asyncio.sleep(0.2)
+    assert len(ratios) >= samples // 2, f"{video_expression} showed too few frames: {ratios}"
     return float(np.median(ratios))
 
 

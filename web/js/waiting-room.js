@@ -250,9 +250,12 @@ export class WaitingRoom {
    * the server (what the others will see).
    */
   _renderPreviewSource() {
-    const blurred = this.blurPreview && this.blur.state === "on"
-      ? this.blurPreview.returned.getVideoTracks()[0] || null
-      : null;
+    const session = this.blurPreview;
+    if (session && this.blur.state === "on") session.blurredOnce = true;
+    // Once blurred frames came back, a restart (new strength) keeps showing them, not raw ones.
+    const showBlurred = Boolean(session && session.blurredOnce && this.blur.enabled) &&
+      (this.blur.state === "on" || this.blur.state === "starting");
+    const blurred = showBlurred ? session.returned.getVideoTracks()[0] || null : null;
     const track = blurred || this.local.video;
     this.ui.previewBadge.hidden = !blurred || this.muted.video;
     if (track === this._previewTrack) return;
