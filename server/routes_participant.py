@@ -17,7 +17,7 @@ from server.api_models import (
 from server.keys import BUG_CATEGORIES, STORE
 from server.report_validation import ReportRuleError, check_validation
 from server.session_metrics import DROP_REASONS, session_metrics
-from server.session_store import EXCEPTION_TAG, Session, SessionStore
+from server.session_store import EXCEPTION_TAG, SUSPECTED_FALLBACK_TAG, Session, SessionStore
 
 routes = ApiRoutes()
 
@@ -56,7 +56,28 @@ async def diagnostics_for(store: SessionStore, session: Session, identity: str) 
 )
 async def bug_categories(ctx: RequestContext) -> dict[str, Any]:
     categories = ctx.app[BUG_CATEGORIES]
-    return {"items": [{"id": k, "label": v} for k, v in categories.items()]}
+    items = [{"id": k, "label": v} for k, v in categories.items()]
+    grant = ctx.caller.grant
+    assert grant is not None
+    session = await ctx.app[STORE].session_for_room(grant.room)
+    suggestion = None
+    if (
+        session is not None
+        and grant.identity == session.mentor_identity
+        and SUSPECTED_FALLBACK_TAG in session.tags
+        and EXCEPTION_TAG not in session.tags
+    ):
+        # Telemetry suspects the call moved elsewhere: offer the mentor the report pre-filled
+        # with that evidence; filing it (not this suggestion) is what tags the session.
+        dropped = any("dropped" in e or "failure" in e for e in session.fallback_evidence)
+        category = "repeated_disconnections" if dropped else "other"
+        suggestion = {
+            "category": category if category in categories else None,
+            "details": "The call could not go on with the built-in video. Measured: "
+            + "; ".join(session.fallback_evidence)
+            + ".",
+        }
+    return {"items": items, "suggestion": suggestion}
 
 
 @routes.route(

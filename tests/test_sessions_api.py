@@ -309,3 +309,53 @@ async def test_bug_report_survives_kill_9_right_after_it_was_acknowledged(tmp_pa
             reports = await platform.call("GET", f"/api/sessions/{session['id']}/bug-reports")
     assert detail["tags"] == ["Exception"]
     assert [r["details"] for r in reports["items"]] == ["black screen"]
+
+
+async def test_suspected_fallback_offers_the_mentor_a_prefilled_report(tmp_path: Path) -> None:
+    env = {"PARLOIR_RECONNECT_GRACE_S": "0.5", "PARLOIR_ROOM_GRACE_S": "0.5"}
+    with running_server(tmp_path, **env) as server:
+        async with aiohttp.ClientSession() as http:
+            platform = Api(http, server.url, server.api_key)
+            session = await platform.call("POST", "/api/sessions", schedule(), expect=201)
+            links = {
+                p: await platform.call(
+                    "POST", f"/api/sessions/{session['id']}/tokens", {"party": p}, expect=201
+                )
+                for p in ("mentor", "student")
+            }
+            mentor = await join_with(server, links["mentor"])
+            student = await join_with(server, links["student"])
+            await mentor.publish(video=PaintedVideoTrack(320, 240, 15))
+            await student.publish(video=PaintedVideoTrack(320, 240, 15))
+            await asyncio.sleep(2.5)  # media seen flowing by the server's 1 s sampler
+            # Both vanish without hanging up, long before the scheduled end: the call moved.
+            await asyncio.gather(mentor.close(), student.close())
+            for _ in range(60):
+                detail = await platform.call("GET", f"/api/sessions/{session['id']}")
+                if "suspected_fallback" in detail["tags"]:
+                    break
+                await asyncio.sleep(0.1)  # noqa: ASYNC110 - waiting on the server's room close
+            assert detail["tags"] == ["suspected_fallback"], detail
+            assert any("never resumed" in e for e in detail["fallback_evidence"])
+            room = session["room_id"]
+            as_mentor = Api(http, server.url, links["mentor"]["token"])
+            offered = await as_mentor.call("GET", f"/api/rooms/{room}/bug-categories")
+            assert "never resumed" in offered["suggestion"]["details"]
+            as_student = Api(http, server.url, links["student"]["token"])
+            assert (await as_student.call("GET", f"/api/rooms/{room}/bug-categories"))[
+                "suggestion"
+            ] is None
+            filed = await as_mentor.call(
+                "POST",
+                f"/api/rooms/{room}/bug-reports",
+                {
+                    "source": "after_call",
+                    "category": "other",
+                    "details": offered["suggestion"]["details"],
+                },
+                expect=201,
+            )
+            assert filed["session"]["tags"] == ["Exception"]
+            assert (await as_mentor.call("GET", f"/api/rooms/{room}/bug-categories"))[
+                "suggestion"
+            ] is None

@@ -120,6 +120,12 @@ export class BugReportPanel {
     select.replaceChildren(new Option("Choose…", ""));
     for (const item of this.categories) select.append(new Option(item.label, item.id));
     select.disabled = false;
+    const suggestion = this.api.suggestion;
+    if (suggestion && !this.ui.details.value) {
+      if (suggestion.category) select.value = suggestion.category;
+      this.ui.details.value = suggestion.details.slice(0, DETAILS_MAX);
+      this._renderCounter();
+    }
   }
 
   async submitReport() {

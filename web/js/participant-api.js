@@ -73,6 +73,8 @@ export class ParticipantApi {
 
   async bugCategories() {
     const data = await this._call("/bug-categories");
+    // Set when telemetry suspects the call left the built-in video: a pre-filled report.
+    this.suggestion = data.suggestion || null;
     return data.items;
   }
 
