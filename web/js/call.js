@@ -129,6 +129,10 @@ const bugPanel = new BugReportPanel({
     bugCategories: () => api.bugCategories(),
     fileBugReport: (body) => api.fileBugReport(body),
     sendFeedback: (body) => api.sendFeedback(body),
+    // A pre-filled report the server suggests (suspected fallback), set by bugCategories().
+    get suggestion() {
+      return api ? api.suggestion || null : null;
+    },
   },
   onToggle: (open) => {
     if (open) chat.close(); // one side panel at a time
