@@ -13,6 +13,7 @@ import sys
 from aiohttp import web
 
 from server.app import create_app
+from server.refused_requests import install_refused_request_filter
 from server.settings import Settings
 
 
@@ -36,6 +37,7 @@ def configure_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    install_refused_request_filter()
     # aiortc/aioice log every packet decision at DEBUG and ICE chatter at INFO.
     for noisy in () if os.environ.get("PARLOIR_DEBUG_MEDIA") else ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
