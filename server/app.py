@@ -40,6 +40,7 @@ from server.session_store import SessionStore
 from server.settings import Settings, SettingsError
 from server.storage import Database
 from server.telemetry import TelemetryRecorder
+from server.telemetry_recovery import close_interrupted_telemetry
 from server.tokens import TokenVerifier
 from server.vonage_archives import add_archive_routes
 from server.vonage_events import VonageEvents
@@ -131,6 +132,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     observers.observers.append(recordings)
     registry.recording_control = RoomRecordingControl(recordings)
     app[RECORDINGS] = recordings
+    await close_interrupted_telemetry(app[STORE])
     await recordings.recover_interrupted()
     app[TELEMETRY].start(registry)
     yield

@@ -85,6 +85,41 @@ def _paired(
     return merge(intervals)
 
 
+@dataclass(frozen=True)
+class OpenInterval:
+    """A start event (`call_joined` / `media_started`) its stop never followed."""
+
+    start: TelemetryEvent
+    stop_kind: str
+    last_seen: float
+    """The latest event of that participant: the best evidence of when it really ended."""
+
+
+def open_intervals(events: Sequence[TelemetryEvent]) -> list[OpenInterval]:
+    """Presences and media flows a dead process left open, in the order they started."""
+    pairs = {
+        "call_joined": ("call_left", "participant_id"),
+        "media_started": ("media_stopped", "track"),
+    }
+    stops = {stop: start for start, (stop, _) in pairs.items()}
+    open_at: dict[tuple[str, str], TelemetryEvent] = {}
+    last_seen: dict[str | None, float] = {}
+    for event in sorted(events, key=lambda e: e.at):
+        last_seen[event.participant_id] = event.at
+        start_kind = event.kind if event.kind in pairs else stops.get(event.kind)
+        if start_kind is None:
+            continue
+        key = (start_kind, str(event.data.get(pairs[start_kind][1]) or event.participant_id or ""))
+        if event.kind == start_kind:
+            open_at.setdefault(key, event)
+        else:
+            open_at.pop(key, None)
+    return [
+        OpenInterval(start, pairs[kind][0], last_seen.get(start.participant_id, start.at))
+        for (kind, _), start in open_at.items()
+    ]
+
+
 def presence(events: Sequence[TelemetryEvent], identity: str, now: float) -> list[Interval]:
     return _paired(events, identity, "call_joined", "call_left", "participant_id", now)
 

@@ -372,6 +372,31 @@ class SessionStore:
             for r in rows
         ]
 
+    async def rooms_with_open_telemetry(self) -> list[str]:
+        """Rooms where a participant's or track's latest start has no later stop (ids are the
+        recorder's write order): live calls, or calls a dead process never closed."""
+        rows = await self._all(
+            """
+            SELECT room_id FROM (
+                SELECT room_id,
+                       MAX(CASE WHEN kind = 'call_joined' THEN id END) AS started,
+                       MAX(CASE WHEN kind = 'call_left' THEN id END) AS stopped
+                FROM telemetry_events WHERE kind IN ('call_joined', 'call_left')
+                GROUP BY room_id, participant_id
+                UNION ALL
+                SELECT room_id,
+                       MAX(CASE WHEN kind = 'media_started' THEN id END),
+                       MAX(CASE WHEN kind = 'media_stopped' THEN id END)
+                FROM telemetry_events WHERE kind IN ('media_started', 'media_stopped')
+                GROUP BY room_id, json_extract(data, '$.track')
+            )
+            WHERE started IS NOT NULL AND (stopped IS NULL OR started > stopped)
+            GROUP BY room_id
+            """,
+            (),
+        )
+        return [row[0] for row in rows]
+
     async def latest_event(self, room_id: str, identity: str, kind: str) -> TelemetryEvent | None:
         row = await self._one(
             "SELECT kind, at, identity, participant_id, data FROM telemetry_events"

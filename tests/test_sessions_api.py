@@ -311,6 +311,62 @@ async def test_bug_report_survives_kill_9_right_after_it_was_acknowledged(tmp_pa
     assert [r["details"] for r in reports["items"]] == ["black screen"]
 
 
+async def test_kill_9_during_a_defence_keeps_what_was_committed_and_stops_the_clock(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path) as server:
+        async with aiohttp.ClientSession() as http:
+            platform = Api(http, server.url, server.api_key)
+            session = await platform.call(
+                "POST", "/api/sessions", schedule(type_="defence"), expect=201
+            )
+            links = {
+                p: await platform.call(
+                    "POST", f"/api/sessions/{session['id']}/tokens", {"party": p}, expect=201
+                )
+                for p in ("mentor", "student")
+            }
+            mentor = await join_with(server, links["mentor"])
+            student = await join_with(server, links["student"])
+            joined_at = time.time()
+            await mentor.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15))
+            await student.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15))
+            await student.wait_for_type("recording-started")
+            await asyncio.sleep(3.0)  # media seen flowing by the server's 1 s sampler
+            await Api(http, server.url, links["student"]["token"]).call(
+                "POST",
+                f"/api/rooms/{session['room_id']}/bug-reports",
+                {"source": "call", "category": "no_sound", "details": "mentor inaudible"},
+                expect=201,
+            )
+            killed_at = time.time()
+            server.process.kill()  # SIGKILL mid-call: nobody left, no media_stopped written
+            server.process.wait()
+            await asyncio.gather(mentor.close(), student.close())
+    with running_server(tmp_path) as restarted:
+        async with aiohttp.ClientSession() as http:
+            platform = Api(http, restarted.url, restarted.api_key)
+            detail = await platform.call("GET", f"/api/sessions/{session['id']}", expect=200)
+            events = (await platform.call("GET", f"/api/sessions/{session['id']}/telemetry"))[
+                "items"
+            ]
+            recordings = await platform.call("GET", f"/api/recordings?session_id={session['id']}")
+            await asyncio.sleep(2.0)
+            later = await platform.call("GET", f"/api/sessions/{session['id']}", expect=200)
+    assert detail["tags"] == ["Exception"]
+    metrics = detail["metrics"]
+    assert metrics["video_used"] is True
+    for identity in ("mentor-7", "student-9"):
+        # Closed at the last sign of life before the kill, not counting on after it.
+        assert 0 < metrics["time_in_call_s"][identity] <= killed_at - joined_at + 0.5, metrics
+    assert later["metrics"] == metrics, "a crashed call's clock must not keep running"
+    stopped = [e for e in events if e["data"].get("reason") == "serverStopped"]
+    assert {e["kind"] for e in stopped} == {"call_left", "media_stopped"}, stopped
+    assert {e["identity"] for e in stopped if e["kind"] == "call_left"} == {"mentor-7", "student-9"}
+    [recording] = recordings["items"]
+    assert recording["status"] == "failed" and recording["duration_s"] > 2.0, recording
+
+
 async def test_suspected_fallback_offers_the_mentor_a_prefilled_report(tmp_path: Path) -> None:
     env = {"PARLOIR_RECONNECT_GRACE_S": "0.5", "PARLOIR_ROOM_GRACE_S": "0.5"}
     with running_server(tmp_path, **env) as server:
