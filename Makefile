@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test chromium lint bench clean
+.PHONY: run test install install-test chromium lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ lint: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/parloir bench forwarding
+
+# The full fuzz job (make test runs the same generators with a small count).
+FUZZ_INPUTS ?= 10000
+fuzz: $(TEST_STAMP)
+	$(BIN)/python -m bench.fuzz --inputs $(FUZZ_INPUTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
