@@ -91,7 +91,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = SessionStore(database)
     app[TELEMETRY] = TelemetryRecorder(app[STORE])
     app[WEBHOOKS] = WebhookOutbox(database)
-    app[WEBHOOKS].start()
+    app[WEBHOOKS].start(deliver=settings.worker_index is None)
     app[VONAGE_EVENTS] = VonageEvents(app[PROJECTS], app[WEBHOOKS])
     yield
     await app[TELEMETRY].close()
@@ -132,8 +132,9 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     observers.observers.append(recordings)
     registry.recording_control = RoomRecordingControl(recordings)
     app[RECORDINGS] = recordings
-    await close_interrupted_telemetry(app[STORE])
-    await recordings.recover_interrupted()
+    if settings.worker_index is None:  # a worker's supervisor recovers once, for all workers
+        await close_interrupted_telemetry(app[STORE])
+        await recordings.recover_interrupted()
     app[TELEMETRY].start(registry)
     yield
     await recordings.close()

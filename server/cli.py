@@ -9,7 +9,13 @@ import logging
 import sys
 from pathlib import Path
 
-from server.settings import SettingsError, load_settings, resolve_credentials
+from server.settings import (
+    SettingsError,
+    check_data_dir,
+    load_settings,
+    parse_workers,
+    resolve_credentials,
+)
 from signaling.permissions import Role
 
 DESCRIPTION = """\
@@ -22,7 +28,8 @@ commands:
 
 Settings come from flags and PARLOIR_* environment variables (PARLOIR_HOST, PARLOIR_PORT,
 PARLOIR_DATA_DIR, PARLOIR_SECRET, PARLOIR_ICE_ADDRESSES, PARLOIR_ICE_SERVERS,
-PARLOIR_VIDEO_CODEC, PARLOIR_MAX_MESSAGE_BYTES, PARLOIR_LOG_JSON); flags win.
+PARLOIR_VIDEO_CODEC, PARLOIR_MAX_MESSAGE_BYTES, PARLOIR_LOG_JSON, PARLOIR_WORKERS, PARLOIR_ENV);
+flags win. See README.md for the full table.
 """
 
 
@@ -54,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS/WSS directly")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--workers",
+        type=parse_workers,
+        help="media worker processes, rooms placed on one each (default 1; auto = one per core)",
+    )
+    serve.add_argument(
+        "--production",
+        action="store_const",
+        const=True,
+        help="refuse generated credentials: PARLOIR_SECRET, _API_KEY, _STAFF_TOKEN must be set"
+        " (also PARLOIR_ENV=production)",
+    )
 
     token = commands.add_parser("token", help="print a join token")
     token.add_argument("--room", required=True, help="room id")
@@ -172,7 +191,10 @@ def _serve(args: argparse.Namespace) -> int:
         forwarding=args.forwarding,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        workers=args.workers,
+        production=args.production,
     )
+    check_data_dir(settings)
     serve(resolve_credentials(settings))
     return 0
 

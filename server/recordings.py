@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,15 @@ class RecordingService:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    async def recover_interrupted(self) -> list[Recording]:
-        """At start: recordings a crash interrupted are made playable and marked failed."""
+    async def recover_interrupted(self, rooms: Collection[str] | None = None) -> list[Recording]:
+        """At start: recordings a crash interrupted are made playable and marked failed.
+
+        `rooms`: only those rooms' (a dead worker's); never a room a live process records.
+        """
         recovered = []
         for row in await self.store.interrupted():
+            if rooms is not None and row.room_id not in rooms:
+                continue
             directory = self.root / row.directory
             try:
                 report = await asyncio.to_thread(recover_recording, directory)

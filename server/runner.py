@@ -44,7 +44,12 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def run_until_stopped(settings: Settings) -> None:
-    app = create_app(settings)
+    if settings.workers > 1:  # a supervisor + edge in front of worker processes
+        from server.edge import create_edge_app
+
+        app = create_edge_app(settings)
+    else:
+        app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     ssl_context = None

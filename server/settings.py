@@ -85,6 +85,13 @@ class Settings:
     """Signs the default project's webhooks."""
     vonage_projects_file: str | None = None
     """JSON list of further projects: api_key, api_secret, application_id, public_key_pem."""
+    workers: int = 1
+    """Media worker processes; rooms are placed on one each. 1 = one process, no edge."""
+    production: bool = False
+    """PARLOIR_ENV=production: credentials must be given, never generated into the data dir."""
+    worker_index: int | None = None
+    """Set by the supervisor in a worker process (not a user setting): the process-wide duties
+    (crash recovery at start, webhook delivery) are then the supervisor's, not this process's."""
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -107,6 +114,22 @@ def _split(value: str) -> tuple[str, ...]:
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_workers(value: str | int) -> int:
+    """A worker count, or `auto`: one per core this process may run on."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
+    return int(value)
+
+
+def _environment_kind(value: str) -> bool:
+    kind = value.strip().lower()
+    if kind not in ("production", "development"):
+        raise ValueError("must be production or development")
+    return kind == "production"
 
 
 _ENV_READERS: dict[str, tuple[str, Any]] = {
@@ -144,6 +167,8 @@ _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_VONAGE_CALLBACK_URL": ("vonage_callback_url", str),
     "PARLOIR_VONAGE_SIGNATURE_SECRET": ("vonage_signature_secret", str),
     "PARLOIR_VONAGE_PROJECTS_FILE": ("vonage_projects_file", str),
+    "PARLOIR_WORKERS": ("workers", parse_workers),
+    "PARLOIR_ENV": ("production", _environment_kind),
 }
 
 
@@ -180,14 +205,51 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("room grace must be >= 0 and join timeout > 0 seconds")
     if settings.max_message_bytes < 1024:
         raise SettingsError("max message size must be at least 1024 bytes")
+    if not 1 <= settings.workers <= 64:
+        raise SettingsError(f"workers must be 1..64 (or auto), not {settings.workers}")
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The data dir exists (created if need be) and this process can write files in it."""
+    directory = settings.data_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(
+            f"data dir {directory} is not writable by this user (uid {os.getuid()}): "
+            f"{exc.strerror or exc}; set PARLOIR_DATA_DIR or --data-dir to a writable directory"
+        ) from exc
 
 
 def resolve_credentials(settings: Settings) -> Settings:
     """Fill every empty credential from the data dir, creating it there on first use.
 
     Persisting them keeps tokens printed by `parloir token` valid for `parloir serve` on the same
-    data dir, and gives a developer working keys without inventing any.
+    data dir, and gives a developer working keys without inventing any. In production mode
+    nothing is generated: a missing credential is an error naming its variable.
     """
+    if settings.production:
+        missing = [
+            variable
+            for attr, variable in (
+                ("secret", "PARLOIR_SECRET"),
+                ("api_key", "PARLOIR_API_KEY"),
+                ("staff_token", "PARLOIR_STAFF_TOKEN"),
+            )
+            if not getattr(settings, attr)
+        ]
+        if missing:
+            raise SettingsError(
+                f"production mode (PARLOIR_ENV=production) needs {', '.join(missing)} set;"
+                " generated credentials are refused"
+            )
+        for attr in ("secret", "api_key", "staff_token"):
+            if len(getattr(settings, attr)) < 32:
+                raise SettingsError(f"production mode: {attr} must be at least 32 characters")
+        return settings
     values: dict[str, Any] = {
         attr: getattr(settings, attr) or _persisted(settings.data_dir / filename)
         for attr, filename in (

@@ -157,6 +157,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN auto_record INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE room_placements (
+            room_id TEXT PRIMARY KEY,
+            worker INTEGER NOT NULL,
+            worker_pid INTEGER NOT NULL,
+            placed_at REAL NOT NULL
+        );
+        CREATE INDEX room_placements_worker ON room_placements(worker);
+        """,
+    ),
 ]
 
 

@@ -98,7 +98,11 @@ class WebhookOutbox:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
 
-    def start(self) -> None:
+    def start(self, deliver: bool = True) -> None:
+        """Start delivering; `deliver=False` only enqueues (a worker process: the supervisor
+        delivers for all, polling the outbox, so no event is posted twice)."""
+        if not deliver:
+            return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         self._task = asyncio.ensure_future(self._run())
 

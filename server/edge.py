@@ -1,0 +1,344 @@
+"""The public side of `parloir serve --workers N`: one port, each room's traffic to its worker.
+
+The edge holds no room. It proxies every HTTP request and every signaling WebSocket (message by
+message) to a worker process: to the room's owner when the request acts on a live room, to the
+least busy worker otherwise. Media never crosses it: each worker's ICE candidates are its own
+UDP sockets, announced in the SDP its signaling sends. The edge serves three things itself:
+/metrics (the workers' own, each labelled `worker`, plus the edge's), /healthz and /readyz
+(which say when a worker is down).
+
+Which requests act on a live room (everything else is stateless over the shared database):
+- GET /rtc: the room named by the first (`join`) message; a connection test gets any worker;
+- /v2/project/{p}/session/{room}/...: streams, mute, signals, force-disconnect;
+- POST /v2/project/{p}/archive (room = body sessionId), /archive/{id}/stop|layout|streams;
+- /api/rooms/{room}/...; POST /api/recordings/{id}/stop.
+A room gets its worker when a participant first joins it (stored: server/placement.py); a REST
+call for a room nobody joined goes to any worker, which answers as it would for an empty room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from media.config import MediaSettings
+from server.edge_metrics import EDGE_DATABASE, PLACEMENTS, SUPERVISOR, add_edge_health_routes
+from server.keys import SETTINGS
+from server.placement import RoomPlacements
+from server.projects import load_projects
+from server.recording_events import RecordingWebhooks
+from server.recording_store import RecordingStore
+from server.recordings import RecordingService
+from server.rtc_endpoint import HARD_FRAME_LIMIT_FACTOR
+from server.session_store import SessionStore
+from server.settings import Settings
+from server.storage import Database
+from server.supervisor import NoWorker, Supervisor, WorkerProcess, wait_for_previous_workers
+from server.telemetry_recovery import close_interrupted_telemetry
+from server.vonage_events import VonageEvents
+from server.webhooks import WebhookOutbox
+from signaling.connection import CLOSE_JOIN_TIMEOUT
+from signaling.room import RoomRegistry
+
+log = logging.getLogger(__name__)
+
+UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
+
+CLOSE_WORKER_LOST = 1011
+"""The worker holding the room died: the same as a single server crashing, said in a frame."""
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_SESSION_PATH = re.compile(r"^/v2/project/[^/]+/session/(?P<room>[^/]+)/")
+_ARCHIVE_ACTION = re.compile(r"^/v2/project/[^/]+/archive/(?P<id>[^/]+)/(stop|layout|streams)$")
+_ARCHIVE_START = re.compile(r"^/v2/project/[^/]+/archive/?$")
+_ROOM_API = re.compile(r"^/api/rooms/(?P<room>[^/]+)/")
+_RECORDING_STOP = re.compile(r"^/api/recordings/(?P<id>[^/]+)/stop$")
+
+
+def create_edge_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=1024**2)
+    app[SETTINGS] = settings
+    add_edge_health_routes(app)
+    app.router.add_get("/rtc", rtc_proxy)
+    app.router.add_route("*", "/{tail:.*}", http_proxy)
+    app.cleanup_ctx.append(_server_duties)
+    return app
+
+
+async def _server_duties(app: web.Application) -> AsyncIterator[None]:
+    """Storage, recovery and webhook delivery once for the server; then the workers."""
+    settings = app[SETTINGS]
+    database = await Database.open(settings.database_path)  # migrates before any worker runs
+    store = SessionStore(database)
+    outbox = WebhookOutbox(database)
+    outbox.start()
+    vonage = VonageEvents(load_projects(settings), outbox)
+    recordings = RecordingService(
+        RecordingStore(database), settings.data_dir.resolve(), RoomRegistry(MediaSettings())
+    )
+    base_url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    recordings.listeners.append(RecordingWebhooks(settings, outbox, vonage, base_url))
+    placements = RoomPlacements(database)
+    await asyncio.to_thread(wait_for_previous_workers, await placements.previous_worker_pids())
+    await placements.load()
+    await close_interrupted_telemetry(store)
+    await recordings.recover_interrupted()
+
+    async def worker_lost(worker: WorkerProcess, rooms: list[str]) -> None:
+        if not rooms:
+            return
+        closed = await close_interrupted_telemetry(store, rooms)
+        failed = await recordings.recover_interrupted(rooms)
+        log.error(
+            "worker %d's rooms closed: %d call/media interval(s) ended, %d recording(s) failed",
+            worker.index,
+            closed,
+            len(failed),
+        )
+
+    supervisor = Supervisor(settings, placements, worker_lost)
+    app[EDGE_DATABASE] = database
+    app[PLACEMENTS] = placements
+    app[SUPERVISOR] = supervisor
+    app[UPSTREAM] = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+        connector=aiohttp.TCPConnector(limit=0),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    try:
+        await supervisor.start()
+        yield
+    finally:
+        await supervisor.stop()
+        await app[UPSTREAM].close()
+        await vonage.drain()
+        await outbox.close()
+        await database.close()
+
+
+# ---- routing -----------------------------------------------------------------------------
+
+
+def _owner(app: web.Application, room_id: str | None) -> WorkerProcess:
+    supervisor = app[SUPERVISOR]
+    if room_id is not None:
+        placement = app[PLACEMENTS].owner(room_id)
+        if placement is not None:
+            worker = supervisor.worker(placement.worker)
+            if worker is not None:
+                return worker
+    return supervisor.any_worker()
+
+
+async def _recording_room(app: web.Application, recording_id: str) -> str | None:
+    async with app[EDGE_DATABASE].connection.execute(
+        "SELECT room_id FROM recordings WHERE id = ?", (recording_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return str(row[0]) if row is not None else None
+
+
+async def room_of_request(request: web.Request, body: bytes | None) -> str | None:
+    """The live room a REST request acts on, if any (see the module docstring)."""
+    path = request.path
+    for pattern in (_SESSION_PATH, _ROOM_API):
+        if match := pattern.match(path):
+            return match["room"]
+    if match := _ARCHIVE_ACTION.match(path) or _RECORDING_STOP.match(path):
+        return await _recording_room(request.app, match["id"])
+    if body is not None:
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            data = json.loads(body)
+            if isinstance(data, dict):
+                room = data.get("sessionId") or data.get("session_id")
+                return room if isinstance(room, str) else None
+    return None
+
+
+def _needs_body(request: web.Request) -> bool:
+    return request.method == "POST" and bool(_ARCHIVE_START.match(request.path))
+
+
+def _forwarded_headers(request: web.Request) -> dict[str, str]:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    return headers
+
+
+def _unavailable(reason: str, status: int = 503) -> web.Response:
+    return web.json_response({"error": "unavailable", "message": reason}, status=status)
+
+
+# ---- HTTP --------------------------------------------------------------------------------
+
+
+async def http_proxy(request: web.Request) -> web.StreamResponse:
+    body = await request.read() if _needs_body(request) else None
+    try:
+        worker = _owner(request.app, await room_of_request(request, body))
+    except NoWorker as exc:
+        return _unavailable(str(exc))
+    headers = _forwarded_headers(request)
+    data: Any = None
+    if body is not None:
+        headers.pop("Content-Length", None)
+        data = body
+    elif request.body_exists:
+        data = request.content
+    url = worker.url + request.raw_path
+    try:
+        async with request.app[UPSTREAM].request(
+            request.method, url, headers=headers, data=data, allow_redirects=False
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            if request.method != "HEAD":
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client went away
+        log.warning(
+            "worker %d did not answer %s %s: %s", worker.index, request.method, request.path, exc
+        )
+        return _unavailable(f"worker {worker.index} did not answer", status=502)
+
+
+# ---- WebSocket ---------------------------------------------------------------------------
+
+
+def room_of_join(raw: str | bytes) -> str | None:
+    """The room a first signaling message joins; None for a connection test or anything else
+    (the worker it reaches answers it as it would on a single server)."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        message = json.loads(raw)
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "join"
+            and message.get("purpose", "call") == "call"
+            and isinstance(message.get("room"), str)
+        ):
+            return str(message["room"])
+    return None
+
+
+async def rtc_proxy(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(
+        heartbeat=20.0, max_msg_size=settings.max_message_bytes * HARD_FRAME_LIMIT_FACTOR + 1
+    )
+    await ws.prepare(request)
+    try:
+        first = await asyncio.wait_for(ws.receive(), settings.join_timeout_s)
+    except TimeoutError:
+        await ws.close(code=CLOSE_JOIN_TIMEOUT, message=b"join timeout")
+        return ws
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return ws
+    room = room_of_join(first.data)
+    supervisor = request.app[SUPERVISOR]
+    try:
+        if room is not None:
+            placement = await request.app[PLACEMENTS].place(room, supervisor.choose)
+            worker = supervisor.worker(placement.worker)
+            if worker is None:  # placed on a worker that died meanwhile
+                raise NoWorker(f"worker {placement.worker} is restarting")
+        else:
+            worker = supervisor.any_worker()
+    except NoWorker as exc:
+        await ws.close(code=1013, message=str(exc).encode()[:120])  # 1013: try again later
+        return ws
+    headers = {
+        k: v
+        for k, v in _forwarded_headers(request).items()
+        if k.lower()
+        not in ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions")
+    }
+    try:
+        upstream = await request.app[UPSTREAM].ws_connect(
+            worker.url + "/rtc", headers=headers, max_msg_size=0, autoping=True
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("worker %d refused a signaling socket: %s", worker.index, exc)
+        await ws.close(code=1013, message=b"worker unavailable")
+        return ws
+    async with upstream:
+        await _send(upstream, first)
+        await _pump(ws, upstream)
+    return ws
+
+
+async def _send(target: Any, message: aiohttp.WSMessage) -> None:
+    if message.type == WSMsgType.TEXT:
+        await target.send_str(message.data)
+    else:
+        await target.send_bytes(message.data)
+
+
+async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Both directions, message by message, until either side closes; the close code and reason
+    of one side are given to the other."""
+
+    async def to_worker() -> None:
+        async for message in client:
+            await _send(upstream, message)
+        await upstream.close(code=client.close_code or 1000)
+
+    async def to_client() -> None:
+        reason = b""
+        while True:
+            message = await upstream.receive()
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if client.closed:
+                    return
+                await _send(client, message)
+                continue
+            if message.type == WSMsgType.CLOSE:
+                reason = str(message.extra or "").encode()[:120]
+            break
+        code = upstream.close_code
+        if code is None or code == 1006:
+            code, reason = CLOSE_WORKER_LOST, b"worker lost"
+        await client.close(code=code, message=reason)
+
+    tasks = [asyncio.ensure_future(to_worker()), asyncio.ensure_future(to_client())]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.info("signaling proxy: %s", task.exception())
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,95 @@
+"""One media worker process of `parloir serve --workers N` (started by server/supervisor.py).
+
+It runs the ordinary app on a private loopback port, for the rooms the edge places on it. It
+reads its Settings (pickled, base64, one line) from stdin, so flags, environment and generated
+credentials are exactly the supervisor's, and prints its address on stdout. The duties that must
+run once per server (crash recovery at start, webhook delivery) are left to the supervisor:
+`Settings.worker_index` tells the app so. If the supervisor dies, the kernel sends this process
+SIGTERM (PR_SET_PDEATHSIG): no orphaned worker keeps ports and rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from server.app import create_app
+from server.runner import configure_logging
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+LISTENING = "parloir worker listening on "
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def encode_settings(settings: Settings) -> bytes:
+    return base64.b64encode(pickle.dumps(settings)) + b"\n"
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM still stops us
+        pass
+
+
+@web.middleware
+async def forwarded_scheme(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the edge talks to a worker: its X-Forwarded-Proto is the scheme the client used
+    (links the app builds from request.scheme, e.g. archive download URLs, stay https)."""
+    scheme = request.headers.get("X-Forwarded-Proto")
+    if scheme in ("http", "https") and scheme != request.scheme:
+        request = request.clone(scheme=scheme)
+    return await handler(request)
+
+
+async def run_worker(settings: Settings) -> None:
+    app = create_app(settings)
+    app.middlewares.insert(0, forwarded_scheme)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"{LISTENING}http://127.0.0.1:{port}", flush=True)
+    log.info(
+        "worker %s serving rooms on 127.0.0.1:%d (pid %d)", settings.worker_index, port, os.getpid()
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    _die_with_parent()
+    settings = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
+    assert isinstance(settings, Settings) and settings.worker_index is not None
+    configure_logging(settings)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(run_worker(settings))
+    else:
+        uvloop.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()
