@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,13 +14,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from server.json_body import JsonBodyError, read_json_object
 from server.keys import SETTINGS, TOKENS
 from server.tokens import TokenError
 from signaling.permissions import Grant
 
 log = logging.getLogger(__name__)
-
-MAX_JSON_BODY = 64 * 1024
 
 
 class Auth(StrEnum):
@@ -146,10 +144,13 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             if endpoint.query is not None:
                 context.query = _validate(endpoint.query, dict(request.query), "query")
             if endpoint.body is not None:
-                context.body = _validate(endpoint.body, await _json_body(request), "body")
+                body = await read_json_object(request, required=True)
+                context.body = _validate(endpoint.body, body, "body")
             result = await endpoint.handler(context)
         except ApiError as error:
             return error_response(error)
+        except JsonBodyError as error:
+            return error_response(ApiError(error.status, error.code, error.message))
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:
@@ -157,20 +158,6 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         return web.json_response(result, status=endpoint.status)
 
     return handle
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
-        raise ApiError(413, "body-too-large", f"body exceeds {MAX_JSON_BODY} bytes")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise ApiError(413, "body-too-large", f"body exceeds {MAX_JSON_BODY} bytes")
-    if not raw:
-        raise ApiError(400, "malformed", "a JSON body is required")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed", f"body is not valid JSON: {exc}") from exc
 
 
 def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from server.report_validation import VideoUnusedReason
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _within_range(value: datetime) -> datetime:
+    # Aware on both sides, so the comparison is exact whatever the offset; inside the range,
+    # `.timestamp()` and `datetime.fromtimestamp(..., UTC)` both succeed.
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must be from {EARLIEST.isoformat()} to before {LATEST.isoformat()}")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
+"""A date-time with its UTC offset (ISO 8601 with `Z` or `±hh:mm`, or Unix seconds) between
+1970 and 2200: a naive one would be read in the server's time zone."""
 Identity = Annotated[str, Field(min_length=1, max_length=128)]
 DisplayName = Annotated[str, Field(min_length=1, max_length=64)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -41,9 +56,9 @@ class Party(_Strict):
 
 class SessionCreate(_Strict):
     type: SessionType
-    scheduled_start: datetime
+    scheduled_start: Instant
     """ISO 8601 or Unix seconds."""
-    scheduled_end: datetime
+    scheduled_end: Instant
     mentor: Party
     student: Party
     auto_record: bool | None = None
@@ -75,16 +90,16 @@ class RecordingQuery(_Strict):
 
 class SessionUpdate(_Strict):
     status: SessionStatus | None = None
-    scheduled_start: datetime | None = None
-    scheduled_end: datetime | None = None
+    scheduled_start: Instant | None = None
+    scheduled_end: Instant | None = None
 
 
 class SessionQuery(_Strict):
     status: SessionStatus | None = None
     type: SessionType | None = None
     tag: Annotated[str, Field(max_length=64)] | None = None
-    start_from: datetime | None = None
-    start_to: datetime | None = None
+    start_from: Instant | None = None
+    start_to: Instant | None = None
     offset: Offset = 0
     limit: Limit = 50
 
@@ -120,7 +135,7 @@ class ConnectionTestResult(_Strict):
     packet_loss: Annotated[float, Field(ge=0, le=1)] | None = None
     received_kbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     available_outgoing_kbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
-    frames_decoded: Annotated[int, Field(ge=0)] | None = None
+    frames_decoded: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = None
     mos: Annotated[float, Field(ge=1, le=5)] | None = None
     recommended_resolution: Annotated[str, Field(max_length=16)] | None = None
     duration_s: Annotated[float, Field(ge=0, le=120)] | None = None
@@ -140,16 +155,16 @@ class ReportValidate(_Strict):
 class BugReportQuery(_Strict):
     category: Annotated[str, Field(max_length=64)] | None = None
     session_type: SessionType | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: Instant | None = None
+    created_to: Instant | None = None
     blocking: bool | None = None
     offset: Offset = 0
     limit: Limit = 50
 
 
 class BillingQuery(_Strict):
-    start_from: datetime | None = None
-    start_to: datetime | None = None
+    start_from: Instant | None = None
+    start_to: Instant | None = None
     type: SessionType | None = None
     offset: Offset = 0
     limit: Annotated[int, Field(ge=1, le=5000)] = 500

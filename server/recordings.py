@@ -172,7 +172,11 @@ class RecordingService:
                 multi_archive_tag=options.multi_archive_tag,
                 project=options.project,
             )
-            await self.store.insert(row)  # committed before anything is recorded
+            try:
+                await self.store.insert(row)  # committed before anything is recorded
+            except BaseException:
+                (self.root / directory).rmdir()  # no directory without its row
+                raise
             recorder: Recorder
             if options.output_mode == "composed":
                 recorder = CompositeRecorder(

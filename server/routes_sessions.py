@@ -118,15 +118,16 @@ async def update_session(ctx: RequestContext) -> dict[str, Any]:
     body: SessionUpdate = ctx.body
     store = ctx.app[STORE]
     session = await load_session(store, ctx.path("session_id"))
-    start = epoch(body.scheduled_start) or session.scheduled_start
-    end = epoch(body.scheduled_end) or session.scheduled_end
-    if end <= start:
+    start, end = epoch(body.scheduled_start), epoch(body.scheduled_end)  # None: unchanged
+    if (session.scheduled_end if end is None else end) <= (
+        session.scheduled_start if start is None else start
+    ):
         raise ApiError(422, "invalid", "scheduled_end must be after scheduled_start")
     updated = await store.update_session(
         session.id,
         status=body.status,
-        scheduled_start=epoch(body.scheduled_start),
-        scheduled_end=epoch(body.scheduled_end),
+        scheduled_start=start,
+        scheduled_end=end,
     )
     assert updated is not None
     return await describe_session(store, updated)

@@ -105,6 +105,15 @@ async def bug_reports(ctx: RequestContext) -> dict[str, Any]:
     return page(items, total, query.offset)
 
 
+def iso_utc(unix_s: float) -> str | None:
+    """The instant in ISO 8601 UTC, or None where no calendar date holds it: a session stored
+    before dates were range-checked must not take the billing view down."""
+    try:
+        return datetime.fromtimestamp(unix_s, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 async def billing_rows(
     ctx: RequestContext, query: BillingQuery
 ) -> tuple[list[dict[str, Any]], int]:
@@ -126,7 +135,7 @@ async def billing_rows(
             {
                 "session_id": session.id,
                 "type": session.type,
-                "scheduled_start": datetime.fromtimestamp(session.scheduled_start, UTC).isoformat(),
+                "scheduled_start": iso_utc(session.scheduled_start),
                 "mentor": session.mentor_name,
                 "student": session.student_name,
                 "status": session.status,

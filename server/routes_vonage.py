@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import jwt
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
+from server.json_body import JsonBodyError, read_json_object
 from server.keys import DATABASE, PROJECTS, REGISTRY
 from server.projects import Project, ProjectRegistry
 from server.vonage_ids import new_session_id, session_belongs_to
@@ -30,6 +32,7 @@ SIGNAL_DATA_MAX = 8 * 1024
 RESOLUTIONS = ("640x480", "480x640", "1280x720", "720x1280", "1920x1080", "1080x1920")
 
 Handler = Callable[[web.Request, Project], Awaitable[web.StreamResponse]]
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class VonageError(Exception):
@@ -107,7 +110,7 @@ def vonage_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Stre
             ):
                 raise VonageError(404, "Session not found")
             return await handler(request, project)
-        except VonageError as exc:
+        except (VonageError, JsonBodyError) as exc:
             return error(exc.status, exc.message)
         except SignalingError as exc:
             return error(404 if "no publication" in exc.reason else 400, exc.reason)
@@ -115,19 +118,16 @@ def vonage_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Stre
     return wrapped
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(64 * 1024 + 1)
-    if len(raw) > 64 * 1024:
-        raise VonageError(413, "Request body too large")
-    if not raw:
-        return {}
+def validated(model: type[Model], data: Mapping[str, Any]) -> Model:
+    """A body or query checked against its schema; a mismatch is a 400 naming the fields."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VonageError(400, f"Invalid JSON body: {exc}") from exc
-    if not isinstance(data, dict):
-        raise VonageError(400, "The body must be a JSON object")
-    return data
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        ]
+        raise VonageError(400, "; ".join(problems)) from exc
 
 
 def form_bool(value: str | None) -> bool:
@@ -223,7 +223,7 @@ async def get_stream(request: web.Request, project: Project) -> web.Response:
 
 @vonage_route
 async def set_stream_classes(request: web.Request, project: Project) -> web.Response:
-    body = await read_json(request)
+    body = await read_json_object(request, required=False)
     items = body.get("items")
     if not isinstance(items, list):
         raise VonageError(400, "items must be a list of {id, layoutClassList}")
@@ -254,7 +254,7 @@ def _signal_fields(body: dict[str, Any]) -> tuple[str, str]:
 
 @vonage_route
 async def signal_session(request: web.Request, project: Project) -> web.Response:
-    kind, data = _signal_fields(await read_json(request))
+    kind, data = _signal_fields(await read_json_object(request, required=False))
     room = live_room(request)
     if room is None or not room.participants:
         raise VonageError(404, "No clients are actively connected to the session")
@@ -264,7 +264,7 @@ async def signal_session(request: web.Request, project: Project) -> web.Response
 
 @vonage_route
 async def signal_connection(request: web.Request, project: Project) -> web.Response:
-    kind, data = _signal_fields(await read_json(request))
+    kind, data = _signal_fields(await read_json_object(request, required=False))
     room = live_room(request)
     participant = room.participants.get(request.match_info["connection"]) if room else None
     if room is None or participant is None:
@@ -294,7 +294,7 @@ async def mute_stream(request: web.Request, project: Project) -> web.Response:
 
 @vonage_route
 async def mute_session(request: web.Request, project: Project) -> web.Response:
-    body = await read_json(request)
+    body = await read_json_object(request, required=False)
     active = body.get("active", True)
     if not isinstance(active, bool):
         raise VonageError(400, "active must be a boolean")

@@ -2,19 +2,84 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.json_body import read_json_object
 from server.keys import DATABASE, RECORDINGS, SETTINGS
 from server.projects import Project
 from server.recording_store import Recording
 from server.recordings import RecordingError, RecordingOptions, RecordingService
 from server.routes_recordings import signed_download_path
-from server.routes_vonage import RESOLUTIONS, VonageError, json_body, read_json, vonage_route
+from server.routes_vonage import RESOLUTIONS, VonageError, json_body, validated, vonage_route
 from server.vonage_ids import session_belongs_to
 
-LAYOUT_TYPES = ("bestFit", "custom", "horizontalPresentation", "pip", "verticalPresentation")
+LayoutType = Literal["bestFit", "custom", "horizontalPresentation", "pip", "verticalPresentation"]
+LAYOUT_TYPES: tuple[str, ...] = get_args(LayoutType)
+MAX_LIST_OFFSET = 1_000_000
+
+
+class _VonageBody(BaseModel):
+    # The SDKs send options Parloir does not act on (maxBitrate, quantizationParameter, ...).
+    model_config = ConfigDict(extra="ignore")
+
+
+class ArchiveLayout(_VonageBody):
+    """A composed archive's layout: `layout` on start, the whole body of PUT …/layout."""
+
+    type: LayoutType
+    stylesheet: str | None = None
+    """CSS for the custom layout (only with it)."""
+    screenshareType: LayoutType | None = None
+    """The layout while someone shares a screen."""
+
+    @model_validator(mode="after")
+    def _stylesheet_is_for_custom(self) -> ArchiveLayout:
+        if self.stylesheet and self.type != "custom":
+            raise ValueError("stylesheet is only for the custom layout")
+        return self
+
+
+class ArchiveStart(_VonageBody):
+    """POST …/archive. opentok sends every option, unset ones as null; vonage-video drops them."""
+
+    sessionId: str | None = None
+    name: str | None = None
+    outputMode: Literal["composed", "individual"] | None = None
+    resolution: str | None = None
+    """One of RESOLUTIONS, composed archives only."""
+    hasAudio: bool | None = None
+    hasVideo: bool | None = None
+    streamMode: Literal["auto", "manual"] | None = None
+    layout: ArchiveLayout | None = None
+    multiArchiveTag: str | None = None
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _empty_layout_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value
+
+
+class ArchiveStreamChange(_VonageBody):
+    """PATCH …/archive/{id}/streams in manual stream mode: add one stream or remove one."""
+
+    addStream: str | None = None
+    removeStream: str | None = None
+    hasAudio: bool | None = None
+    """For an added stream; unset is true."""
+    hasVideo: bool | None = None
+
+
+class ArchiveListQuery(_VonageBody):
+    """GET …/archive: opentok says sessionId, vonage-video session_id."""
+
+    offset: int = Field(0, ge=0, le=MAX_LIST_OFFSET)
+    count: int = Field(50, ge=1)
+    """More than 1000 is read as 1000."""
+    sessionId: str | None = None
+    session_id: str | None = None
 
 
 def archive_json(row: Recording, project_id: str, base_url: str, secret: str) -> dict[str, Any]:
@@ -60,11 +125,6 @@ def _service(request: web.Request) -> RecordingService:
     return request.app[RECORDINGS]
 
 
-def _nullable(body: dict[str, Any], key: str, default: Any) -> Any:
-    value = body.get(key)
-    return default if value is None else value  # opentok sends unset options as null
-
-
 async def _owned(request: web.Request, project: Project) -> Recording:
     row = await _service(request).store.get(request.match_info["archive"])
     if row is None or row.status == "deleted" or row.project != project.api_key:
@@ -82,38 +142,36 @@ def _json(request: web.Request, row: Recording, project: Project) -> web.Respons
 
 @vonage_route
 async def start_archive(request: web.Request, project: Project) -> web.Response:
-    body = await read_json(request)
-    session_id = body.get("sessionId")
-    if not isinstance(session_id, str) or not session_belongs_to(
+    # Everything is checked before the recording service creates anything.
+    body = validated(ArchiveStart, await read_json_object(request, required=False))
+    session_id = body.sessionId
+    if session_id is None or not session_belongs_to(
         session_id,
         {project.api_key} | ({project.application_id} if project.application_id else set()),
     ):
         raise VonageError(404, "Session not found")
-    output_mode = _nullable(body, "outputMode", "composed")
-    resolution = _nullable(body, "resolution", "640x480")
-    if output_mode == "individual" and body.get("resolution") is not None:
+    output_mode = body.outputMode or "composed"
+    if output_mode == "individual" and body.resolution is not None:
         raise VonageError(400, "resolution is not allowed with individual output mode")
-    layout = _nullable(body, "layout", {})
-    if layout and layout.get("type") not in LAYOUT_TYPES:
-        raise VonageError(400, f"layout type must be one of {', '.join(LAYOUT_TYPES)}")
+    resolution = body.resolution or "640x480"
+    if resolution not in RESOLUTIONS:
+        raise VonageError(400, f"resolution must be one of {', '.join(RESOLUTIONS)}")
     db = request.app[DATABASE].connection
     async with db.execute("SELECT e2ee FROM vonage_sessions WHERE id = ?", (session_id,)) as c:
         session_row = await c.fetchone()
     if session_row is not None and session_row[0] and output_mode == "composed":
         raise VonageError(400, "end-to-end encrypted sessions cannot be archived composed")
     options = RecordingOptions(
-        output_mode=str(output_mode),
-        resolution=str(resolution),
-        name=body.get("name"),
-        has_audio=bool(_nullable(body, "hasAudio", True)),
-        has_video=bool(_nullable(body, "hasVideo", True)),
-        stream_mode=str(_nullable(body, "streamMode", "auto")),
-        layout=dict(layout),
-        multi_archive_tag=body.get("multiArchiveTag"),
+        output_mode=output_mode,
+        resolution=resolution,
+        name=body.name,
+        has_audio=body.hasAudio is not False,
+        has_video=body.hasVideo is not False,
+        stream_mode=body.streamMode or "auto",
+        layout=body.layout.model_dump(exclude_none=True) if body.layout else {},
+        multi_archive_tag=body.multiArchiveTag,
         project=project.api_key,
     )
-    if options.stream_mode not in ("auto", "manual"):
-        raise VonageError(400, "streamMode must be auto or manual")
     try:
         row = await _service(request).start(session_id, options)
     except RecordingError as exc:
@@ -128,14 +186,12 @@ async def get_archive(request: web.Request, project: Project) -> web.Response:
 
 @vonage_route
 async def list_archives(request: web.Request, project: Project) -> web.Response:
-    try:
-        offset = int(request.query.get("offset", 0))
-        count = min(1000, int(request.query.get("count", 50)))
-    except ValueError as exc:
-        raise VonageError(400, "offset and count must be integers") from exc
-    session_id = request.query.get("sessionId") or request.query.get("session_id")
+    query = validated(ArchiveListQuery, dict(request.query))
     rows, total = await _service(request).store.list_recordings(
-        room_id=session_id, project=project.api_key, offset=max(0, offset), limit=max(1, count)
+        room_id=query.sessionId or query.session_id,
+        project=project.api_key,
+        offset=query.offset,
+        limit=min(1000, query.count),
     )
     items = [
         archive_json(
@@ -171,12 +227,10 @@ async def delete_archive(request: web.Request, project: Project) -> web.Response
 @vonage_route
 async def set_layout(request: web.Request, project: Project) -> web.Response:
     row = await _owned(request, project)
-    body = await read_json(request)
-    if body.get("type") not in LAYOUT_TYPES:
-        raise VonageError(400, f"type must be one of {', '.join(LAYOUT_TYPES)}")
-    if body.get("stylesheet") and body["type"] != "custom":
-        raise VonageError(400, "stylesheet is only for the custom layout")
-    updated = await _service(request).store.update(row.id, layout=body)
+    layout = validated(ArchiveLayout, await read_json_object(request, required=False))
+    updated = await _service(request).store.update(
+        row.id, layout=layout.model_dump(exclude_none=True)
+    )
     assert updated is not None
     return _json(request, updated, project)
 
@@ -184,19 +238,19 @@ async def set_layout(request: web.Request, project: Project) -> web.Response:
 @vonage_route
 async def change_streams(request: web.Request, project: Project) -> web.Response:
     row = await _owned(request, project)
-    body = await read_json(request)
+    body = validated(ArchiveStreamChange, await read_json_object(request, required=False))
     service = _service(request)
     try:
-        if isinstance(body.get("addStream"), str):
+        if body.addStream is not None:
             await service.set_stream(
                 row.id,
-                body["addStream"],
+                body.addStream,
                 add=True,
-                has_audio=bool(_nullable(body, "hasAudio", True)),
-                has_video=bool(_nullable(body, "hasVideo", True)),
+                has_audio=body.hasAudio is not False,
+                has_video=body.hasVideo is not False,
             )
-        elif isinstance(body.get("removeStream"), str):
-            await service.set_stream(row.id, body["removeStream"], add=False)
+        elif body.removeStream is not None:
+            await service.set_stream(row.id, body.removeStream, add=False)
         else:
             raise VonageError(400, "give addStream or removeStream")
     except RecordingError as exc:
