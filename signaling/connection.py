@@ -51,6 +51,8 @@ CLOSE_JOIN_TIMEOUT = 4408
 CLOSE_LEFT = 1000
 CLOSE_CONNECTION_LOST = 4410
 CLOSE_FORCE_DISCONNECTED = 4403
+KEEPALIVE_TIMEOUT_S = 5.0
+"""A joined client that has sent `ping` keeps pinging: silent this long, its socket is dead."""
 
 SendJson = Callable[[dict[str, Any]], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -82,6 +84,8 @@ class Connection:
         self._publish_requests: dict[str, Any] = {}
         self._rate = TokenBucket(MESSAGES_PER_S, MESSAGE_BURST)
         """publication id -> id of the `publish` request, echoed in `published`."""
+        self._keepalive: asyncio.TimerHandle | None = None
+        """Armed by the first `ping` after join; every frame received pushes it back."""
 
     async def send(self, message: dict[str, Any]) -> None:
         if self._ended:
@@ -94,6 +98,8 @@ class Connection:
     async def handle_raw(self, raw: str | bytes) -> None:
         """Apply one inbound frame. Never raises: refusals become `error` messages."""
         request_id: Any = None
+        if self._keepalive is not None:
+            self._arm_keepalive()
         try:
             if not self._rate.take():
                 raise SignalingError(
@@ -126,6 +132,8 @@ class Connection:
             await self._join(message)
             return
         if isinstance(message, Ping):
+            if self.participant is not None and self._keepalive is None:
+                self._arm_keepalive()
             await self.send(event_ack(message.id, "ping"))
             return
         participant, room = self.participant, self.room
@@ -172,6 +180,7 @@ class Connection:
         if grant.room != message.room:
             raise SignalingError(ErrorCode.WRONG_ROOM, "the token is for another room")
         if message.resume is not None:
+            await self._take_over(message, grant)
             await self._resume(message, grant)
             return
         test = message.purpose == "connection-test"
@@ -188,6 +197,7 @@ class Connection:
                 on_connection_lost=self._connection_lost,
             )
             participant.kick = self._kicked
+            participant.drop = self._dropped
             await room.admit(participant)
             self.participant, self.room = participant, room
             await self._send_joined(message, room, participant)
@@ -199,6 +209,24 @@ class Connection:
             room.id,
             grant.role.value,
         )
+
+    async def _take_over(self, message: Join, grant: Grant) -> None:
+        """A resume for a participant whose old socket still looks open: the client saw that
+        connection die before this server did (a stalled socket is not closed for a while), so
+        it is dropped now, as if its socket had closed, and the resume goes ahead."""
+        assert message.resume is not None
+        room = self._registry.rooms.get(grant.room)
+        participant = room.participants.get(message.resume.participant_id) if room else None
+        if (
+            participant is None
+            or participant.reconnecting
+            or participant.drop is None
+            or participant.identity != grant.identity
+            or not hmac.compare_digest(participant.resume_key, message.resume.key)
+        ):
+            return  # nothing live to take over; `_resume` decides
+        log.info("participant %s resumes over its stalled connection", participant.id)
+        await participant.drop()
 
     async def _resume(self, message: Join, grant: Grant) -> None:
         assert message.resume is not None
@@ -217,6 +245,7 @@ class Connection:
                 )
             await room.resume(participant, self.send, self._connection_lost)
             participant.kick = self._kicked
+            participant.drop = self._dropped
             self.participant, self.room = participant, room
             await self._send_joined(
                 message,
@@ -291,7 +320,18 @@ class Connection:
         await self.send({"type": "ack", "id": message.id, "of": "record", "recording": recording})
 
     async def _publisher_offer(self, room: Room, participant: Participant, message: Offer) -> None:
+        # A renegotiation may first wait seconds for the previous one's transport: never while
+        # holding the room lock, which every join, publish and leave in the room needs.
+        await participant.settle_publisher()
         async with self._registry.lock(room.id):
+            if (
+                self.participant is not participant
+                or room.participants.get(participant.id) is not participant
+                or participant.closed
+            ):
+                raise SignalingError(
+                    ErrorCode.NOT_JOINED, "the connection ended while the offer waited"
+                )
             answer, went_live = await room.apply_publisher_offer(participant, message.sdp)
             await self.send(event_answer(message.id, answer))
             for publication in went_live:
@@ -334,6 +374,24 @@ class Connection:
         await self._suspend()
         await self._end(CLOSE_CONNECTION_LOST, "media connection lost")
 
+    async def _dropped(self) -> None:
+        """Another socket resumed this participant: this one is dead, close it (not waiting
+        for a closing handshake the stalled client cannot answer)."""
+        await self._suspend()
+        asyncio.ensure_future(self._end(CLOSE_CONNECTION_LOST, "resumed on another connection"))
+
+    def _arm_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._keepalive = asyncio.get_running_loop().call_later(
+            KEEPALIVE_TIMEOUT_S, self._keepalive_expired
+        )
+
+    def _keepalive_expired(self) -> None:
+        if self.participant is not None and not self._ended:
+            log.info("participant %s went silent: connection dropped", self.participant.id)
+            asyncio.ensure_future(self._lost())
+
     async def _suspend(self) -> None:
         """The connection broke (not a goodbye): the participant may come back with `resume`."""
         participant, room = self.participant, self.room
@@ -370,6 +428,8 @@ class Connection:
 
     async def closed(self) -> None:
         """The socket is gone (client closed it or the network dropped)."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         await self._suspend()
         self._ended = True
 

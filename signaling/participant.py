@@ -43,6 +43,8 @@ class Participant:
     joined_at: float = field(default_factory=time.time)
     kick: Callable[[str], Awaitable[None]] | None = None
     """Ends this participant's connection with a reason (force disconnect)."""
+    drop: Callable[[], Awaitable[None]] | None = None
+    """Treats its current connection as dropped (suspends it; the participant may resume)."""
     publications: dict[str, Publication] = field(default_factory=dict)
     """Live publications by id."""
     pending: list[Publication] = field(default_factory=list)

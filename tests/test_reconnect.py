@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
+from signaling import connection
 from signaling.client import ParloirClient, ServerError
 from signaling.permissions import Role
 from tests.conftest import InProcessServer
@@ -124,3 +127,51 @@ async def test_resume_needs_the_key_and_the_same_identity(
                 await thief.close()
     finally:
         await b.leave()
+
+
+async def test_resume_over_a_socket_the_server_still_thinks_open_takes_the_participant_back(
+    inprocess_server: InProcessServer,
+) -> None:
+    """The client saw its connection die first (a stalled socket): its resume is accepted, and
+    the old socket is closed as dropped."""
+    inprocess_server.registry.reconnect_grace_s = 10.0
+    a = await connect(inprocess_server, "stalled", "student")
+    b = await connect(inprocess_server, "stalled", "mentor")
+    back: ParloirClient | None = None
+    try:
+        publication = await a.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 30))
+        back = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("stalled", "student"), room="stalled"
+        )
+        joined = await back.connect(resume=a.resume_ticket)
+        assert joined["resumed"] is True and joined["participant"]["id"] == a.participant_id
+        assert [p["id"] for p in joined["suspended_publications"]] == [publication["id"]]
+        closed = await a.wait_for_type("socket-closed")
+        assert closed["code"] == 4410
+        await b.wait_for(lambda m: m["type"] == "participant-reconnecting")
+        await b.wait_for(lambda m: m["type"] == "participant-reconnected")
+        assert not [m for m in b.events.messages if m["type"] == "participant-left"]
+    finally:
+        await asyncio.gather(b.leave(), *(c.leave() for c in [back] if c))
+        await a.close()
+
+
+async def test_a_pinging_client_that_goes_silent_is_reconnecting_for_the_others(
+    inprocess_server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "KEEPALIVE_TIMEOUT_S", 0.5)
+    inprocess_server.registry.reconnect_grace_s = 10.0
+    a = await connect(inprocess_server, "silent", "student")
+    b = await connect(inprocess_server, "silent", "mentor")
+    try:
+        # a pings once, then says nothing more while its socket stays open; b never pings, so
+        # its silence is fine.
+        await a.request({"type": "ping"}, expect="ack")
+        gone = await b.wait_for(lambda m: m["type"] == "participant-reconnecting", timeout=3)
+        assert gone["participant_id"] == a.participant_id
+        closed = await a.wait_for_type("socket-closed", timeout=15)
+        assert closed["code"] == 4410
+        assert not [m for m in a.events.messages if m["type"] == "participant-reconnecting"]
+    finally:
+        await b.leave()
+        await a.close()
