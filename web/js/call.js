@@ -16,6 +16,18 @@ import { WaitingRoom, attendedAt, rememberAttended } from "./waiting-room.js";
 import { BlurControl } from "./blur-control.js";
 
 const LEAVE_WAIT_MS = 2000;
+
+// Reconnecting after a drop (PROTOCOL.md "Reconnecting"): the connection is judged lost when the
+// server has been silent this long despite pings, or a peer connection failed or stayed
+// `disconnected` this long; then resumes are tried after these delays (the last repeats, each
+// jittered by ±25 %), each attempt capped, until back, refused or given up.
+const KEEPALIVE_MS = 1000;
+const SERVER_SILENCE_MS = 3500;
+const PC_DISCONNECTED_MS = 2000;
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000];
+const RECONNECT_CONNECT_TIMEOUT_MS = 5000;
+const RECONNECT_JOIN_TIMEOUT_MS = 10000;
+const RECONNECT_GIVE_UP_MS = 120000;
 const OWN_SCREEN = "own-screen"; // the stage's key for this page's own share
 
 // Why the server closed the socket, by close code (PROTOCOL.md), and whether rejoining can help.
@@ -28,6 +40,9 @@ const CLOSE_REASONS = {
   4410: { text: "The media connection to the server was lost.", canRejoin: true },
 };
 
+// Close codes after which coming back on our own is wrong: an invalid link, removed from the call.
+const FINAL_CLOSE_CODES = new Set([4401, 4403]);
+
 // Join refusals that a new attempt with the same link cannot fix.
 const JOIN_REFUSALS = {
   "token-invalid": "Your call link is not valid. Ask for a new link.",
@@ -37,9 +52,20 @@ const JOIN_REFUSALS = {
 };
 
 const state = {
-  phase: "starting", // starting | waiting | joining | joined | leaving | left | failed
+  // starting | waiting | joining | joined | reconnecting | leaving | left | failed
+  phase: "starting",
   room: null,
   token: null,
+  nameOverride: null, // the name asked for in the link, sent again when resuming
+  resumeKey: null, // participant.resume_key from our own `joined`: proves a resume is us
+  reconnect: null, // while reconnecting: {since, attempt, timer}
+  reconnects: 0, // drops come back from
+  // Our own connection: {state: connected | reconnecting | disconnected, why, at} in order.
+  connectionHistory: [],
+  leftReason: null, // the server's `left` reason (we left, or were removed): no resuming then
+  reconnectingParticipants: new Map(), // participant id -> fallback timer (or null)
+  // participant-reconnecting / -reconnected / -left as they came: {type, participant_id, reason, at}
+  presence: [],
   recording: null, // the recording in progress ({id, ...}), or null
   sessionAccess: null, // SessionAccess of this token for the room's session, once known
   session: null, // the session (mentor only: from the report view)
@@ -98,6 +124,7 @@ const ui = {
   reportLink: document.getElementById("report-link"),
   report: document.getElementById("report-button"),
   recordingBadge: document.getElementById("recording-badge"),
+  connectionBanner: document.getElementById("connection-banner"),
 };
 const byId = (id) => document.getElementById(id);
 let api = null; // ParticipantApi, once the link's room and token are known
@@ -252,6 +279,7 @@ function remoteTileView(tile) {
     cameraMuted: tile.muted.video,
     hasVideo: tile.videoTrack !== null,
     hasAudio: tile.audioTrack !== null,
+    reconnecting: tile.reconnecting,
     video: tile.video,
     audio: tile.audio,
     element: tile.root,
@@ -297,7 +325,22 @@ Object.defineProperty(window, "parloir", {
     get connectionStats() { return settings.latest ? { ...settings.latest } : null; },
     get speaker() { return state.speaker; },
     get deviceSwitches() { return state.deviceSwitches; },
-    get participants() { return [...state.participants.values()].map((p) => ({ ...p })); },
+    get participants() {
+      return [...state.participants.values()].map((p) => ({
+        ...p,
+        reconnecting: state.reconnectingParticipants.has(p.id),
+      }));
+    },
+    get presence() { return state.presence.map((event) => ({ ...event })); },
+    get connection() {
+      const last = state.connectionHistory[state.connectionHistory.length - 1];
+      return {
+        state: last ? last.state : null,
+        reconnects: state.reconnects,
+        attempt: state.reconnect ? state.reconnect.attempt : 0,
+        history: state.connectionHistory.map((entry) => ({ ...entry })),
+      };
+    },
     get errors() { return [...state.errors]; },
     get serverErrors() { return state.serverErrors.map((e) => ({ ...e })); },
     get soundBlocked() { return state.soundBlocked; },
@@ -315,13 +358,16 @@ Object.defineProperty(window, "parloir", {
 
 function renderControls() {
   const joined = state.phase === "joined";
-  ui.mic.disabled = !joined || !state.local.audio;
-  ui.camera.disabled = !joined || !state.local.video;
+  // While reconnecting: mute and unmute apply locally (the server learns it when we are back),
+  // the chat stays readable, and leaving is possible.
+  const inCall = joined || state.phase === "reconnecting";
+  ui.mic.disabled = !inCall || !state.local.audio;
+  ui.camera.disabled = !inCall || !state.local.video;
   ui.mic.textContent = state.muted.audio ? "Unmute mic" : "Mute mic";
   ui.camera.textContent = state.muted.video ? "Start camera" : "Stop camera";
   ui.mic.classList.toggle("off", state.muted.audio);
   ui.camera.classList.toggle("off", state.muted.video);
-  ui.leave.disabled = !(joined || state.phase === "joining");
+  ui.leave.disabled = !(inCall || state.phase === "joining");
   ui.sound.hidden = !state.soundBlocked;
 
   const canShare =
@@ -331,7 +377,7 @@ function renderControls() {
   ui.share.disabled = !canShare || state.screenStarting;
   ui.share.textContent = state.screen ? "Stop sharing" : "Share screen";
   ui.share.classList.toggle("active", Boolean(state.screen));
-  ui.chat.disabled = !joined;
+  ui.chat.disabled = !inCall;
   ui.settings.disabled = !joined;
   ui.report.hidden = !joined;
 
@@ -357,7 +403,8 @@ function applyLocalMute(kind, muted) {
 async function toggleMute(kind) {
   const muted = !state.muted[kind];
   applyLocalMute(kind, muted);
-  if (!state.publication) return; // sent with the publish, or reconciled when it goes live
+  // Not live yet, or reconnecting: reconciled when the publication goes live again.
+  if (!state.publication || state.phase !== "joined") return;
   try {
     await state.signaling.request(
       { type: "mute", publication_id: state.publication.id, kind, muted },
@@ -405,7 +452,47 @@ function addParticipant(participant) {
   grid.remoteTile(participant.id, participant.name);
 }
 
+const RECONNECTED_FALLBACK_MS = 15000;
+
+/**
+ * Someone's connection dropped (`participant-reconnecting`): their tile stays, marked
+ * "Reconnecting…", until their publications come back (or, if they have none, until they are).
+ */
+function markReconnecting(participantId, reconnecting) {
+  const timer = state.reconnectingParticipants.get(participantId);
+  if (timer) clearTimeout(timer);
+  if (reconnecting) state.reconnectingParticipants.set(participantId, null);
+  else state.reconnectingParticipants.delete(participantId);
+  const tile = grid.remote.get(participantId);
+  if (tile) tile.setReconnecting(reconnecting);
+}
+
+function participantReconnected(participantId) {
+  if (!state.reconnectingParticipants.has(participantId)) return;
+  const publishes = [...state.publications.values()].some(
+    (publication) => publication.participant_id === participantId,
+  );
+  if (!publishes) {
+    markReconnecting(participantId, false);
+    return;
+  }
+  // Back: the mark goes when a publication is live again (addPublication); in case none ever
+  // comes back (their camera ended meanwhile), it goes anyway after a while.
+  const timer = setTimeout(() => markReconnecting(participantId, false), RECONNECTED_FALLBACK_MS);
+  state.reconnectingParticipants.set(participantId, timer);
+}
+
+function notePresence(message) {
+  state.presence.push({
+    type: message.type,
+    participant_id: message.participant_id,
+    reason: message.reason || null,
+    at: Date.now(),
+  });
+}
+
 function removeParticipant(participantId) {
+  markReconnecting(participantId, false);
   state.participants.delete(participantId);
   for (const [id, publication] of state.publications) {
     if (publication.participant_id === participantId) {
@@ -421,6 +508,10 @@ function removeParticipant(participantId) {
 function addPublication(publication) {
   state.publications.set(publication.id, publication);
   if (publication.participant_id === state.participantId) return;
+  // Its publications coming back (same ids) is what ends someone's "Reconnecting…".
+  if (state.reconnectingParticipants.has(publication.participant_id)) {
+    markReconnecting(publication.participant_id, false);
+  }
   const tile = grid.remoteTile(publication.participant_id, nameOf(publication.participant_id));
   if (publication.video_type === "camera") {
     tile.setMuted("audio", publication.muted.audio);
@@ -537,7 +628,19 @@ async function startScreenShare() {
     local: true,
   });
   setStatus("Presenting your screen");
-  share.published = ensurePublisher().publish(stream, { video: track }, { videoType: "screen" });
+  await publishScreen(share);
+}
+
+/**
+ * Publish our share (again, under `publicationId`, after a reconnect). A drop meanwhile is not a
+ * failure: the share is published again once the connection is back.
+ */
+async function publishScreen(share, publicationId = null) {
+  share.published = ensurePublisher().publish(
+    share.stream,
+    { video: share.track },
+    { videoType: "screen", publicationId },
+  );
   try {
     const { publication } = await share.published;
     share.publicationId = publication.id;
@@ -648,6 +751,7 @@ function wireSignaling(signaling) {
     state.name = message.participant.name;
     state.role = message.participant.role;
     state.roomCodec = message.room.codec;
+    state.resumeKey = message.participant.resume_key || null;
     state.iceServers = iceServersOf(message);
     state.subscriber = new SubscriberConnection(
       signaling,
@@ -656,6 +760,7 @@ function wireSignaling(signaling) {
       (channel) => chat.attach(channel),
     );
     watchConnection(state.subscriber.pc, "subscriber");
+    if (message.resumed) forgetWhatEndedMeanwhile(message);
     for (const participant of message.participants) addParticipant(participant);
     for (const publication of message.publications) addPublication(publication);
     showRecording(message.room.recording ? { id: message.room.recording } : null);
@@ -682,7 +787,20 @@ function wireSignaling(signaling) {
     addParticipant(message.participant);
     setStatus(`${message.participant.name} joined`);
   });
+  signaling.on("participant-reconnecting", (message) => {
+    notePresence(message);
+    if (!state.participants.has(message.participant_id)) return;
+    markReconnecting(message.participant_id, true);
+    setStatus(`${nameOf(message.participant_id)} is reconnecting…`);
+  });
+  signaling.on("participant-reconnected", (message) => {
+    notePresence(message);
+    participantReconnected(message.participant_id);
+    const name = nameOf(message.participant_id);
+    if (name) setStatus(`${name} is back`);
+  });
   signaling.on("participant-left", (message) => {
+    notePresence(message);
     const name = nameOf(message.participant_id);
     removeParticipant(message.participant_id);
     if (name) setStatus(`${name} left`);
@@ -702,6 +820,8 @@ function wireSignaling(signaling) {
   signaling.on("error", (message) => {
     // Blur refused: the blur control shows why and what to do (not a fault of the page).
     if (message.code === "blur-unavailable") return;
+    // Too late to resume: the end screen says so.
+    if (message.code === "resume-failed") return;
     state.serverErrors.push({ code: message.code, reason: message.reason });
     notify(`Server error: ${message.reason} (${message.code})`);
   });
@@ -709,7 +829,14 @@ function wireSignaling(signaling) {
     state.errors.push(message.reason);
     notify(message.reason);
   });
+  signaling.on("left", (message) => {
+    state.leftReason = message.reason;
+  });
   signaling.on("socket-closed", (message) => {
+    if (state.phase === "joined" && !state.leftReason && !FINAL_CLOSE_CODES.has(message.code)) {
+      connectionLost(`the connection to the server closed (code ${message.code})`);
+      return;
+    }
     if (state.phase !== "joining" && state.phase !== "joined") return;
     const known = CLOSE_REASONS[message.code] || {
       text: `The connection to the server closed (code ${message.code}).`,
@@ -743,10 +870,27 @@ function showRecording(recording) {
   if (recording && !was && state.phase === "joined") notify("This call is being recorded.", "info");
 }
 
+/**
+ * A peer connection that fails, or stays `disconnected` for PC_DISCONNECTED_MS, means the
+ * connection is lost: reconnect (aiortc has no ICE restart: new connections, PROTOCOL.md).
+ */
 function watchConnection(pc, label) {
+  let timer = null;
+  const current = () =>
+    state.phase === "joined" &&
+    ((state.publisher && state.publisher.pc === pc) ||
+      (state.subscriber && state.subscriber.pc === pc));
   pc.addEventListener("connectionstatechange", () => {
-    if (pc.connectionState === "failed" && state.phase === "joined") {
-      notify(`The ${label} media connection failed.`);
+    clearTimeout(timer);
+    if (!current()) return;
+    if (pc.connectionState === "failed") {
+      connectionLost(`the ${label} media connection failed`);
+    } else if (pc.connectionState === "disconnected") {
+      timer = setTimeout(() => {
+        if (current() && pc.connectionState === "disconnected") {
+          connectionLost(`the ${label} media connection was interrupted`);
+        }
+      }, PC_DISCONNECTED_MS);
     }
   });
 }
@@ -760,10 +904,11 @@ function ensurePublisher() {
   return state.publisher;
 }
 
-async function publishLocalMedia() {
+/** Publish the camera and mic; `publicationId`: again, under that id, after a reconnect. */
+async function publishLocalMedia(publicationId = null) {
   const { stream, audio, video } = state.local;
   if (!audio && !video) return;
-  setStatus("Publishing your camera and microphone…");
+  if (!publicationId) setStatus("Publishing your camera and microphone…");
   // Blur chosen in the waiting room: send black frames until the server blurs, so that no raw
   // frame of the camera ever reaches the others.
   const blurFirst = blur.enabled && video && !state.muted.video;
@@ -771,7 +916,7 @@ async function publishLocalMedia() {
   state.cameraPublished = ensurePublisher().publish(
     stream,
     { audio, video },
-    { muted: state.muted },
+    { muted: state.muted, publicationId },
   );
   state.cameraPublished.catch(() => {}); // reported by the await below
   let published;
@@ -813,6 +958,7 @@ async function start() {
   state.audioProcessing = audioProcessing;
   state.room = room;
   state.token = token;
+  state.nameOverride = nameOverride || null;
   ui.roomLabel.textContent = `Room ${room}`;
   document.title = `${room} · Parloir`;
   ui.rejoin.href = window.location.href;
@@ -856,16 +1002,13 @@ async function start() {
   state.phase = "joining";
   renderControls();
   setStatus("Joining…");
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const signaling = new SignalingClient(`${scheme}//${window.location.host}/rtc`);
+  const signaling = new SignalingClient(signalingUrl());
   state.signaling = signaling;
   wireSignaling(signaling);
 
   try {
     await signaling.connect();
-    const join = { type: "join", token, room };
-    if (nameOverride) join.name = nameOverride;
-    await signaling.request(join, ["joined"]);
+    await signaling.request(joinMessage(), ["joined"]);
   } catch (error) {
     stopStream(choice.stream);
     if (state.phase === "joining") {
@@ -884,6 +1027,8 @@ async function start() {
     return;
   }
   state.phase = "joined";
+  noteConnection("connected", "joined");
+  keepAlive(signaling);
   rememberAttended(room);
   grid.showLocal(state.participantId, state.name);
   setStatus(`In the call as ${state.name}`);
@@ -908,6 +1053,166 @@ async function start() {
     if (state.phase === "joined") setStatus(`In the call as ${state.name}`);
   } catch (error) {
     if (state.phase === "joined") notify(`Could not publish your camera: ${describeError(error)}`);
+  }
+}
+
+function signalingUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}/rtc`;
+}
+
+function joinMessage() {
+  const join = { type: "join", token: state.token, room: state.room };
+  if (state.nameOverride) join.name = state.nameOverride;
+  return join;
+}
+
+// ---- reconnecting after a drop (PROTOCOL.md "Reconnecting") ----------------------------------
+
+function noteConnection(connectionState, why) {
+  state.connectionHistory.push({ state: connectionState, why, at: Date.now() });
+}
+
+function keepAlive(signaling) {
+  signaling.keepAlive(KEEPALIVE_MS, SERVER_SILENCE_MS, () => {
+    if (signaling === state.signaling) connectionLost("the server stopped answering");
+  });
+}
+
+/**
+ * The connection dropped (socket closed, server silent, media failed): keep the call on screen,
+ * say "Reconnecting…", drop the dead socket and peer connections, and come back with new ones.
+ * Our own camera, mic and screen tracks are kept (published again under the same ids).
+ */
+function connectionLost(why) {
+  if (state.phase !== "joined") return;
+  state.phase = "reconnecting";
+  noteConnection("reconnecting", why);
+  dropConnections();
+  state.reconnect = { since: performance.now(), attempt: 0, timer: null };
+  ui.connectionBanner.hidden = false;
+  setStatus("Reconnecting…");
+  renderControls();
+  scheduleResume();
+}
+
+function dropConnections() {
+  if (state.signaling) state.signaling.abandon();
+  if (state.publisher) state.publisher.close();
+  if (state.subscriber) state.subscriber.close();
+  state.publisher = null;
+  state.subscriber = null;
+  state.cameraTransceivers = {};
+  state.pendingTracks.clear();
+}
+
+function scheduleResume() {
+  const attempt = state.reconnect.attempt;
+  const base = RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)];
+  const delay = base * (0.75 + Math.random() * 0.5);
+  state.reconnect.timer = setTimeout(() => {
+    state.reconnect.timer = null;
+    resume().catch((error) => state.errors.push(`resuming failed: ${describeError(error)}`));
+  }, delay);
+}
+
+/** One attempt: a new socket, `join` with `resume`; then publish again what was suspended. */
+async function resume() {
+  const attempt = state.reconnect;
+  if (state.phase !== "reconnecting" || !attempt) return;
+  attempt.attempt += 1;
+  const signaling = new SignalingClient(signalingUrl());
+  state.signaling = signaling;
+  wireSignaling(signaling);
+  let joined;
+  try {
+    await signaling.connect(RECONNECT_CONNECT_TIMEOUT_MS);
+    joined = await signaling.request(
+      { ...joinMessage(), resume: { participant_id: state.participantId, key: state.resumeKey } },
+      ["joined"],
+      RECONNECT_JOIN_TIMEOUT_MS,
+    );
+  } catch (error) {
+    if (state.phase !== "reconnecting" || state.signaling !== signaling) return; // left meanwhile
+    signaling.abandon();
+    const code = error instanceof ServerError ? error.code : null;
+    if (code === "resume-failed" || JOIN_REFUSALS[code]) {
+      cannotComeBack(code);
+    } else if (performance.now() - attempt.since > RECONNECT_GIVE_UP_MS) {
+      cannotComeBack(null);
+    } else {
+      scheduleResume();
+    }
+    return;
+  }
+  if (state.phase !== "reconnecting" || state.signaling !== signaling) {
+    signaling.abandon();
+    return;
+  }
+  state.phase = "joined";
+  state.reconnect = null;
+  state.reconnects += 1;
+  noteConnection("connected", "resumed");
+  keepAlive(signaling);
+  ui.connectionBanner.hidden = true;
+  setStatus(`In the call as ${state.name}`);
+  renderControls();
+  await republish(joined.suspended_publications || []);
+}
+
+/** Resuming was refused (too late: the call went on without us) or never got through. */
+function cannotComeBack(code) {
+  noteConnection("disconnected", code || "gave up");
+  endCall({
+    phase: "failed",
+    title: "Disconnected",
+    text:
+      JOIN_REFUSALS[code] ||
+      "Your connection was lost for too long, and the call went on without you. " +
+        "Rejoin to come back.",
+    canRejoin: !JOIN_REFUSALS[code],
+  });
+}
+
+/**
+ * After a resume: what changed while we were away (people left, publications ended) is not
+ * repeated to us; the `joined` reply is the room as it is now.
+ */
+function forgetWhatEndedMeanwhile(joined) {
+  const present = new Set(joined.participants.map((participant) => participant.id));
+  for (const id of [...state.participants.keys()]) {
+    if (!present.has(id)) removeParticipant(id);
+  }
+  const live = new Set(joined.publications.map((publication) => publication.id));
+  for (const [id, publication] of [...state.publications]) {
+    if (publication.participant_id !== state.participantId && !live.has(id)) {
+      removePublication(id, publication.participant_id);
+    }
+  }
+  // Whoever was reconnecting meanwhile is back or gone; their publications say which.
+  for (const id of [...state.reconnectingParticipants.keys()]) markReconnecting(id, false);
+}
+
+/**
+ * Publish our camera, mic and screen again with the same tracks (no new getUserMedia): under
+ * their old ids when the server kept them (`suspended_publications`), else as new ones.
+ */
+async function republish(suspended) {
+  const kept = new Set(suspended.map((publication) => publication.id));
+  if (state.role !== "subscriber" && (state.local.audio || state.local.video)) {
+    const camera = state.publication;
+    state.publication = null;
+    try {
+      await publishLocalMedia(camera && kept.has(camera.id) ? camera.id : null);
+    } catch (error) {
+      if (state.phase === "joined") {
+        notify(`Could not publish your camera again: ${describeError(error)}`);
+      }
+    }
+  }
+  const share = state.screen;
+  if (share && !share.ending && state.phase === "joined") {
+    await publishScreen(share, kept.has(share.publicationId) ? share.publicationId : null);
   }
 }
 
@@ -1010,13 +1315,18 @@ function renderAfterCall() {
 
 /** Leave on purpose: tell the server, then tear everything down. */
 async function leave() {
-  if (state.phase !== "joined" && state.phase !== "joining") return;
+  if (state.phase !== "joined" && state.phase !== "joining" && state.phase !== "reconnecting") {
+    return;
+  }
+  // While reconnecting there is no joined socket to say goodbye on: the server lets the
+  // participant go when the grace period ends.
+  const joined = state.phase !== "reconnecting";
   rememberAttended(state.room);
   state.phase = "leaving";
   renderControls();
   setStatus("Leaving…");
   const signaling = state.signaling;
-  if (signaling && signaling.open) {
+  if (joined && signaling && signaling.open) {
     await new Promise((resolve) => {
       const timer = setTimeout(resolve, LEAVE_WAIT_MS);
       const done = () => {
@@ -1034,9 +1344,13 @@ async function leave() {
 /** Close peer connections, stop devices and show the end screen. */
 function endCall({ phase, title, text, canRejoin }) {
   state.phase = phase;
+  if (state.reconnect && state.reconnect.timer) clearTimeout(state.reconnect.timer);
+  state.reconnect = null;
+  ui.connectionBanner.hidden = true;
+  for (const id of [...state.reconnectingParticipants.keys()]) markReconnecting(id, false);
   if (state.publisher) state.publisher.close();
   if (state.subscriber) state.subscriber.close();
-  if (state.signaling) state.signaling.close();
+  if (state.signaling) state.signaling.abandon();
   stopStream(state.local.stream);
   if (state.screen) state.screen.track.stop();
   state.screen = null;

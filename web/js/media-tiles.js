@@ -39,11 +39,15 @@ class Tile {
     this.camBadge = element("span", "badge badge-camera", "Camera off");
     // Our own preview shows the raw camera; the others see it blurred (on the server).
     this.blurBadge = element("span", "badge badge-blur", "Blurred for the others");
+    // A remote participant whose connection dropped: its place is kept while it comes back.
+    this.reconnectingBadge = element("span", "badge badge-reconnecting", "Reconnecting…");
     this.micBadge.hidden = true;
     this.camBadge.hidden = true;
     this.blurBadge.hidden = true;
+    this.reconnectingBadge.hidden = true;
     this.blurred = false;
-    this.badges.append(this.micBadge, this.camBadge, this.blurBadge);
+    this.reconnecting = false;
+    this.badges.append(this.reconnectingBadge, this.micBadge, this.camBadge, this.blurBadge);
     this.caption.append(this.nameLabel);
 
     this.root.append(this.placeholder, this.video, this.caption, this.badges);
@@ -96,6 +100,11 @@ class Tile {
     this._render();
   }
 
+  setReconnecting(reconnecting) {
+    this.reconnecting = Boolean(reconnecting);
+    this._render();
+  }
+
   setMuted(kind, muted) {
     this.muted[kind] = Boolean(muted);
     this._render();
@@ -109,6 +118,10 @@ class Tile {
     this.video.hidden = !showVideo;
     this.placeholder.hidden = showVideo;
     this.root.classList.toggle("tile-mic-muted", this.muted.audio);
+    this.reconnectingBadge.hidden = !this.reconnecting;
+    this.root.classList.toggle("tile-reconnecting", this.reconnecting);
+    const label = this.local ? `${this.name} (you)` : this.name;
+    this.root.setAttribute("aria-label", this.reconnecting ? `${label}, reconnecting` : label);
   }
 
   stop() {

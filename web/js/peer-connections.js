@@ -103,8 +103,10 @@ export class PublisherConnection extends SfuConnection {
    * Publish `tracks` ({audio, video}, either may be null) as one publication of `videoType`
    * (`camera` or `screen`): new sendonly transceivers, `publish` announcing their mids, then the
    * `offer` carrying them. Resolves with {publication, transceivers} once `published` arrives.
+   * `publicationId`: take back a publication suspended by a drop (PROTOCOL.md "Reconnecting"),
+   * so everyone gets it again under the same id.
    */
-  publish(stream, tracks, { videoType = "camera", muted = {} } = {}) {
+  publish(stream, tracks, { videoType = "camera", muted = {}, publicationId = null } = {}) {
     return this._serial(async () => {
       const transceivers = {}; // kind -> RTCRtpTransceiver
       for (const kind of ["audio", "video"]) {
@@ -118,6 +120,7 @@ export class PublisherConnection extends SfuConnection {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
       const announce = { type: "publish", video_type: videoType };
+      if (publicationId) announce.publication_id = publicationId;
       for (const [kind, transceiver] of Object.entries(transceivers)) {
         announce[`${kind}_mid`] = transceiver.mid;
         announce[`${kind}_muted`] = Boolean(muted[kind]);

@@ -18,6 +18,9 @@ export class SignalingClient {
     this._nextId = 0;
     this._waiters = new Map(); // request id -> {expect: Set, resolve, reject, timer}
     this._handlers = new Map(); // type -> [handler]
+    this._abandoned = false;
+    this._keepAlive = null; // interval timer while keep-alive runs
+    this.lastReceivedAt = 0; // performance.now() of the last message from the server
   }
 
   /** Open the socket; resolves once it is open. */
@@ -96,7 +99,51 @@ export class SignalingClient {
     }
   }
 
+  /**
+   * Ping every `intervalMs`; call `onSilent()` once if the server has said nothing for
+   * `silenceMs` (a stalled connection: browsers do not notice a dead TCP connection on their own,
+   * and the server treats a pinging client that goes silent as dropped, PROTOCOL.md).
+   */
+  keepAlive(intervalMs, silenceMs, onSilent) {
+    this.stopKeepAlive();
+    this.lastReceivedAt = performance.now();
+    this._keepAlive = setInterval(() => {
+      if (performance.now() - this.lastReceivedAt > silenceMs) {
+        this.stopKeepAlive();
+        onSilent();
+        return;
+      }
+      this.send({ type: "ping" });
+    }, intervalMs);
+    this.send({ type: "ping" });
+  }
+
+  stopKeepAlive() {
+    if (this._keepAlive !== null) clearInterval(this._keepAlive);
+    this._keepAlive = null;
+  }
+
+  /**
+   * Give this connection up (it is dead, or replaced by a new one): close the socket, fail the
+   * pending requests, and deliver nothing more to the handlers.
+   */
+  abandon() {
+    if (this._abandoned) return;
+    this.stopKeepAlive();
+    for (const id of [...this._waiters.keys()]) {
+      this._settle(id, null, new Error("the connection was given up"));
+    }
+    this._abandoned = true;
+    this.close();
+  }
+
+  get abandoned() {
+    return this._abandoned;
+  }
+
   _receive(data) {
+    if (this._abandoned) return;
+    this.lastReceivedAt = performance.now();
     let message;
     try {
       message = JSON.parse(data);
@@ -119,6 +166,7 @@ export class SignalingClient {
   }
 
   _dispatch(message) {
+    if (this._abandoned) return;
     for (const type of [message.type, "*"]) {
       for (const handler of this._handlers.get(type) || []) {
         try {
@@ -154,6 +202,7 @@ export class SignalingClient {
   }
 
   _closed(event) {
+    this.stopKeepAlive();
     for (const id of [...this._waiters.keys()]) {
       this._settle(id, null, new ServerError("socket-closed", `connection closed (code ${event.code})`));
     }
