@@ -1,4 +1,5 @@
-"""The one reader of JSON request bodies, for the platform API and the Vonage API alike.
+"""The one reader of JSON request bodies, for the platform API and the Vonage API alike (and
+the whole-body read under it, which Vonage's form-encoded session create uses too).
 
 It refuses what `json.loads` would choke on or hand on as a trap (bodies over 64 KiB, nesting
 past the recursion limit, integers past Python's 4300-digit limit, `NaN`/`Infinity`, strings
@@ -33,7 +34,7 @@ class JsonBodyError(Exception):
 
 async def read_json_object(request: web.Request, *, required: bool) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` unless `required`."""
-    raw = await _read_limited(request)
+    raw = await read_body(request)
     if not raw:
         if required:
             raise JsonBodyError(400, "malformed", "a JSON body is required")
@@ -50,16 +51,17 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     return data
 
 
-async def _read_limited(request: web.Request) -> bytes:
-    too_large = JsonBodyError(413, "body-too-large", f"body exceeds {MAX_BYTES} bytes")
-    if request.content_length is not None and request.content_length > MAX_BYTES:
+async def read_body(request: web.Request, max_bytes: int = MAX_BYTES) -> bytes:
+    """The whole body, JSON or not; a 413 `JsonBodyError` past `max_bytes`."""
+    too_large = JsonBodyError(413, "body-too-large", f"body exceeds {max_bytes} bytes")
+    if request.content_length is not None and request.content_length > max_bytes:
         raise too_large
     # `content.read(n)` returns what has arrived so far; a body in several TCP segments needs
     # reading to its end.
     raw = bytearray()
-    while chunk := await request.content.read(MAX_BYTES + 1 - len(raw)):
+    while chunk := await request.content.read(max_bytes + 1 - len(raw)):
         raw += chunk
-        if len(raw) > MAX_BYTES:
+        if len(raw) > max_bytes:
             raise too_large
     return bytes(raw)
 

@@ -18,7 +18,7 @@ import jwt
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.json_body import JsonBodyError, read_json_object
+from server.json_body import JsonBodyError, read_body, read_json_object
 from server.keys import DATABASE, PROJECTS, REGISTRY
 from server.projects import Project, ProjectRegistry
 from server.vonage_ids import new_session_id, session_belongs_to
@@ -153,7 +153,7 @@ def stream_json(publication: Publication) -> dict[str, Any]:
 @vonage_route
 async def create_session(request: web.Request, project: Project) -> web.Response:
     # Form-encoded whatever Content-Type says (vonage-http-client's header is sticky JSON).
-    raw = await request.content.read(16 * 1024)
+    raw = await read_body(request, 16 * 1024)
     fields = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
     media_mode = "relayed" if fields.get("p2p.preference") == "enabled" else "routed"
     if fields.get("media_mode") in ("routed", "relayed"):
