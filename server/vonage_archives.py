@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,7 +17,6 @@ from server.routes_vonage import RESOLUTIONS, VonageError, json_body, validated,
 from server.vonage_ids import session_belongs_to
 
 LayoutType = Literal["bestFit", "custom", "horizontalPresentation", "pip", "verticalPresentation"]
-LAYOUT_TYPES: tuple[str, ...] = get_args(LayoutType)
 MAX_LIST_OFFSET = 1_000_000
 
 
