@@ -43,6 +43,7 @@ from server.settings import Settings
 from server.storage import Database
 from server.supervisor import NoWorker, Supervisor, WorkerProcess, wait_for_previous_workers
 from server.telemetry_recovery import close_interrupted_telemetry
+from server.tokens import TokenError, TokenVerifier
 from server.vonage_events import VonageEvents
 from server.webhooks import WebhookOutbox
 from signaling.connection import CLOSE_JOIN_TIMEOUT
@@ -51,7 +52,51 @@ from signaling.room import RoomRegistry
 log = logging.getLogger(__name__)
 
 UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
+EDGE_TOKENS = web.AppKey("edge_tokens", TokenVerifier)
 
+
+class RoomSockets:
+    """Signaling sockets open per placed room. A room none has used for longer than the worker
+    keeps an empty room (reconnect grace + room grace) has closed there: its placement is
+    dropped, and its next join is placed afresh (on the least busy worker)."""
+
+    def __init__(self, placements: RoomPlacements, linger_s: float) -> None:
+        self._placements = placements
+        self._linger_s = linger_s
+        self._open: dict[str, int] = {}
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def opened(self, room_id: str) -> None:
+        self._open[room_id] = self._open.get(room_id, 0) + 1
+        if (timer := self._expiry.pop(room_id, None)) is not None:
+            timer.cancel()
+
+    def closed(self, room_id: str) -> None:
+        self._open[room_id] -= 1
+        if self._open[room_id] > 0:
+            return
+        del self._open[room_id]
+        self._expiry[room_id] = asyncio.get_running_loop().call_later(
+            self._linger_s, self._expire, room_id
+        )
+
+    def _expire(self, room_id: str) -> None:
+        self._expiry.pop(room_id, None)
+        if room_id not in self._open:
+            task = asyncio.ensure_future(self._placements.forget(room_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        for timer in self._expiry.values():
+            timer.cancel()
+
+
+ROOM_SOCKETS = web.AppKey("room_sockets", RoomSockets)
+
+PLACEMENT_MARGIN_S = 30.0
+"""Beyond the worker's own graces, before a room without sockets loses its placement."""
 CLOSE_WORKER_LOST = 1011
 """The worker holding the room died: the same as a single server crashing, said in a frame."""
 
@@ -117,6 +162,10 @@ async def _server_duties(app: web.Application) -> AsyncIterator[None]:
         )
 
     supervisor = Supervisor(settings, placements, worker_lost)
+    app[EDGE_TOKENS] = TokenVerifier(settings.secret, load_projects(settings))
+    app[ROOM_SOCKETS] = RoomSockets(
+        placements, settings.reconnect_grace_s + settings.room_grace_s + PLACEMENT_MARGIN_S
+    )
     app[EDGE_DATABASE] = database
     app[PLACEMENTS] = placements
     app[SUPERVISOR] = supervisor
@@ -130,6 +179,7 @@ async def _server_duties(app: web.Application) -> AsyncIterator[None]:
         await supervisor.start()
         yield
     finally:
+        app[ROOM_SOCKETS].close()
         await supervisor.stop()
         await app[UPSTREAM].close()
         await vonage.drain()
@@ -236,16 +286,19 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
 # ---- WebSocket ---------------------------------------------------------------------------
 
 
-def room_of_join(raw: str | bytes) -> str | None:
-    """The room a first signaling message joins; None for a connection test or anything else
-    (the worker it reaches answers it as it would on a single server)."""
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
+def room_of_join(raw: str | bytes, tokens: TokenVerifier) -> str | None:
+    """The room a first signaling message joins with a token valid for it; None for a
+    connection test or anything else (the worker it reaches answers it as a single server
+    would). Only a valid token places a room: nobody fills the placements with made-up rooms."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError, TokenError):
         message = json.loads(raw)
         if (
             isinstance(message, dict)
             and message.get("type") == "join"
             and message.get("purpose", "call") == "call"
             and isinstance(message.get("room"), str)
+            and isinstance(message.get("token"), str)
+            and tokens.verify(message["token"]).room == message["room"]
         ):
             return str(message["room"])
     return None
@@ -264,7 +317,7 @@ async def rtc_proxy(request: web.Request) -> web.WebSocketResponse:
         return ws
     if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return ws
-    room = room_of_join(first.data)
+    room = room_of_join(first.data, request.app[EDGE_TOKENS])
     supervisor = request.app[SUPERVISOR]
     try:
         if room is not None:
@@ -291,9 +344,16 @@ async def rtc_proxy(request: web.Request) -> web.WebSocketResponse:
         log.warning("worker %d refused a signaling socket: %s", worker.index, exc)
         await ws.close(code=1013, message=b"worker unavailable")
         return ws
-    async with upstream:
-        await _send(upstream, first)
-        await _pump(ws, upstream)
+    sockets = request.app[ROOM_SOCKETS]
+    if room is not None:
+        sockets.opened(room)
+    try:
+        async with upstream:
+            await _send(upstream, first)
+            await _pump(ws, upstream)
+    finally:
+        if room is not None:
+            sockets.closed(room)
     return ws
 
 

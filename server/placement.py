@@ -75,6 +75,14 @@ class RoomPlacements:
             self._cache[room_id] = placement
             return placement
 
+    async def forget(self, room_id: str) -> None:
+        """The room has closed on its worker: its next join may be placed anywhere."""
+        async with self._lock:
+            if self._cache.pop(room_id, None) is not None:
+                db = self._database.connection
+                await db.execute("DELETE FROM room_placements WHERE room_id = ?", (room_id,))
+                await db.commit()
+
     def rooms_of(self, worker: int) -> list[str]:
         return [p.room_id for p in self._cache.values() if p.worker == worker]
 

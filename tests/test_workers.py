@@ -25,7 +25,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
-from signaling.client import ParloirClient
+from server.edge import RoomSockets
+from server.placement import RoomPlacements
+from server.storage import Database
+from signaling.client import ParloirClient, ServerError
 from signaling.permissions import Role
 from tests.support.media_checks import assert_painted_sequence, painted_indices
 from tests.support.server_process import ServerProcess, running_server
@@ -202,3 +205,40 @@ async def test_killing_one_worker_ends_only_its_rooms_and_the_server_reports_and
         await asyncio.gather(
             *(room.close() for room in (doomed, survivor, late) if room is not None)
         )
+
+
+async def test_a_join_with_a_bad_token_places_no_room(two_workers: ServerProcess) -> None:
+    forged = ParloirClient(
+        two_workers.url, token=two_workers.token("someone-elses-room", "mallory"), room="vault"
+    )
+    with pytest.raises(ServerError, match="another room"):
+        await forged.connect()
+    await forged.close()
+    assert _placements(two_workers) == {}
+
+
+async def test_a_room_without_sockets_for_longer_than_the_graces_loses_its_placement(
+    tmp_path: Path,
+) -> None:
+    database = await Database.open(tmp_path / "db.sqlite3")
+    try:
+        placements = RoomPlacements(database)
+        await placements.load()
+        sockets = RoomSockets(placements, linger_s=0.2)
+        await placements.place("seminar", lambda: (1, 4242))
+        sockets.opened("seminar")
+        sockets.opened("seminar")
+        sockets.closed("seminar")
+        await asyncio.sleep(0.3)
+        assert placements.owner("seminar") is not None, "a socket is still open"
+        sockets.closed("seminar")
+        sockets.opened("seminar")  # back within the linger: kept
+        sockets.closed("seminar")
+        await asyncio.sleep(0.1)
+        assert placements.owner("seminar") is not None
+        await asyncio.sleep(0.3)
+        assert placements.owner("seminar") is None
+        async with database.connection.execute("SELECT COUNT(*) FROM room_placements") as cursor:
+            assert (await cursor.fetchone())[0] == 0
+    finally:
+        await database.close()
