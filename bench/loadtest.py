@@ -96,6 +96,8 @@ class LoadPlan:
     insecure: bool = False
     server_pid: int | None = None
     """Read this local process's CPU and memory instead of looking for the URL's listener."""
+    server_workers: int = 1
+    """With a local server (url None): its `--workers`."""
     json_path: Path | None = None
     chart_path: Path | None = None
 
@@ -446,10 +448,14 @@ async def run_loadtest(
                         "PARLOIR_SECRET": secret,
                         "PARLOIR_ICE_ADDRESSES": "127.0.0.1",
                         "PARLOIR_DATA_DIR": str(Path(tmp) / "data"),
+                        "PARLOIR_WORKERS": str(plan.server_workers),
                     },
                 )
                 url, pid = server.url, server.pid
-                say(f"loadtest: started a local server {url} (pid {pid})")
+                say(
+                    f"loadtest: started a local server {url} (pid {pid},"
+                    f" {plan.server_workers} worker(s))"
+                )
             assert secret is not None
             probe = await ServerProbe.discover(url, pid, ssl=not plan.insecure)
             say(f"loadtest: {plan.scenario} against {url}; server CPU/memory: {probe.source}")

@@ -56,7 +56,8 @@ def listening_pid(port: int) -> int | None:
 
 
 def parse_process_metrics(text: str) -> tuple[float | None, float | None]:
-    """(process_cpu_seconds_total, process_resident_memory_bytes) from Prometheus text."""
+    """(process_cpu_seconds_total, process_resident_memory_bytes) from Prometheus text; summed
+    over the processes of a multi-worker server (one sample per `worker` label)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     cpu: float | None = None
@@ -64,9 +65,9 @@ def parse_process_metrics(text: str) -> tuple[float | None, float | None]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "process_cpu_seconds_total":
-                cpu = float(sample.value)
+                cpu = (cpu or 0.0) + float(sample.value)
             elif sample.name == "process_resident_memory_bytes":
-                rss = float(sample.value)
+                rss = (rss or 0.0) + float(sample.value)
     return cpu, rss
 
 

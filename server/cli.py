@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--processes", type=int, help="load processes (default: one per CPU)")
     loadtest.add_argument("--insecure", action="store_true", help="skip TLS verification")
     loadtest.add_argument("--server-pid", type=int, help="local server process to read CPU of")
+    loadtest.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        help="with --local: the local server's worker processes (default 1; auto = cores)",
+    )
     loadtest.add_argument("--json", type=Path, help="default loadtest-<time>.json")
     loadtest.add_argument("--chart", type=Path, help="with --ramp; default loadtest-<time>.png")
     return parser
@@ -294,6 +300,7 @@ def _loadtest(args: argparse.Namespace) -> int:
             processes=args.processes,
             insecure=args.insecure,
             server_pid=args.server_pid,
+            server_workers=args.workers,
             json_path=args.json or json_path,
             chart_path=args.chart or chart_path,
         )

@@ -149,6 +149,20 @@ def test_process_cpu_and_memory_are_read_from_prometheus_text() -> None:
     assert parse_process_metrics("other_metric 1\n") == (None, None)
 
 
+def test_a_multi_worker_servers_cpu_and_memory_are_summed_over_its_processes() -> None:
+    text = (
+        "# TYPE process_cpu_seconds_total counter\n"
+        'process_cpu_seconds_total{worker="0"} 10.0\n'
+        'process_cpu_seconds_total{worker="1"} 7.5\n'
+        'process_cpu_seconds_total{worker="edge"} 1.0\n'
+        "# TYPE process_resident_memory_bytes gauge\n"
+        'process_resident_memory_bytes{worker="0"} 100\n'
+        'process_resident_memory_bytes{worker="1"} 150\n'
+        'process_resident_memory_bytes{worker="edge"} 50\n'
+    )
+    assert parse_process_metrics(text) == (18.5, 300.0)
+
+
 async def test_a_local_server_without_metrics_is_read_through_psutil() -> None:
     app = web.Application()  # no /metrics: 404
     runner = web.AppRunner(app)
