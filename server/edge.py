@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 
 from media.config import MediaSettings
 from server.edge_metrics import EDGE_DATABASE, PLACEMENTS, SUPERVISOR, add_edge_health_routes
+from server.json_body import JsonBodyError, parse_json_object
 from server.keys import SETTINGS
 from server.placement import RoomPlacements
 from server.projects import load_projects
@@ -218,11 +219,10 @@ async def room_of_request(request: web.Request, body: bytes | None) -> str | Non
     if match := _ARCHIVE_ACTION.match(path) or _RECORDING_STOP.match(path):
         return await _recording_room(request.app, match["id"])
     if body is not None:
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            data = json.loads(body)
-            if isinstance(data, dict):
-                room = data.get("sessionId") or data.get("session_id")
-                return room if isinstance(room, str) else None
+        with contextlib.suppress(JsonBodyError):  # the worker answers it
+            data = parse_json_object(body)
+            room = data.get("sessionId") or data.get("session_id")
+            return room if isinstance(room, str) else None
     return None
 
 

@@ -39,6 +39,11 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
         if required:
             raise JsonBodyError(400, "malformed", "a JSON body is required")
         return {}
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A body already read, as a JSON object (the checks of `read_json_object`)."""
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError as exc:

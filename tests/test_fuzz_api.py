@@ -298,6 +298,25 @@ def test_a_body_the_json_parser_chokes_on_gets_a_400_not_a_500(
     assert log.new_problems() == []
 
 
+def test_the_edge_before_workers_passes_a_choking_body_on_for_a_400(tmp_path: Path) -> None:
+    # With --workers, the edge peeks into an archive start's body for its session (to route it
+    # to the room's worker) with its own json.loads: RecursionError there was a 500.
+    env = {"PARLOIR_VONAGE_API_KEY": API_KEY, "PARLOIR_VONAGE_API_SECRET": API_SECRET}
+    with running_server(tmp_path, PARLOIR_WORKERS="2", **env) as server:
+        log = fuzz.LogWatch(server.log_path)
+        headers: dict[str, str | bytes] = {
+            "X-OPENTOK-AUTH": fuzz.vonage_jwt(API_KEY, API_SECRET),
+            "Content-Type": "application/json",
+        }
+        for body in (DEEP, LONG_NUMBER):
+            reply = fuzz.http_request(
+                server.url, "POST", f"/v2/project/{API_KEY}/archive", headers=headers, body=body
+            )
+            assert reply.status == 400, (reply.status, reply.body[:200])
+            assert isinstance(reply.json().get("message"), str)
+        assert log.new_problems() == []
+
+
 @pytest.mark.parametrize(
     ("fields", "why"),
     [
