@@ -5,7 +5,8 @@ for the page and its signaling socket, and a UDP relay for its media, both of wh
 as a Wi-Fi drop does; Bob's way is never touched. While Ada is cut off Bob sees her tile marked
 "Reconnecting…" (not gone); when the network is back Ada's page resumes on its own with new
 connections and her video comes back on Bob's page under the same participant and publication
-ids; chat Bob sent during the gap reaches her once. Past the grace period she is removed.
+ids; chat Bob sent during the gap reaches her once. Past the grace period she is removed. A drop
+of the media alone (UDP) is caught by her peer connections and recovered the same way.
 Recipe: /work/shared/BROWSER.md.
 """
 
@@ -381,5 +382,53 @@ def test_a_participant_away_longer_than_the_grace_period_is_removed_and_shown_di
                 await rejoin.click()
                 await ada.page.locator("#waiting-room").wait_for(state="visible", timeout=20_000)
             assert server.alive(), server.log()
+
+    run_with_timeout(scenario)
+
+
+def test_when_only_the_media_drops_the_page_reconnects_and_comes_back_with_the_same_ids(
+    server: ServerProcess, astronaut: tuple[Path, np.ndarray]
+) -> None:
+    """UDP lost, the signaling socket fine (a network that starts blocking media): Chromium's
+    peer connections go `disconnected`, which is enough for Ada's page to reconnect; it comes back
+    once the media gets through again."""
+    clip, _ = astronaut
+
+    async def scenario() -> None:
+        async with call_with_ada_behind_a_cut(server, clip, "media-drop") as call:
+            ada, bob = call.ada, call.bob
+            call.cut.relay.cut = True
+            await wait_until(
+                ada.page,
+                "() => window.parloir.connection.state === 'reconnecting'",
+                timeout_s=15,
+                what="Ada's page to notice the media drop",
+            )
+            why = (await ada.page.evaluate("window.parloir.connection"))["history"][-1]["why"]
+            assert "media connection" in why, why
+            await wait_until(
+                bob.page,
+                "(id) => window.parloir.presence.some((e) => e.participant_id === id)",
+                call.ada_id,
+                what="Bob's page to hear Ada is reconnecting",
+            )
+            await asyncio.sleep(2.0)  # the new peer connections cannot get through either
+            call.cut.relay.cut = False
+            await wait_until(
+                ada.page,
+                "() => window.parloir.connection.state === 'connected' && "
+                "window.parloir.publicationId",
+                timeout_s=25,
+                what="Ada's page to be back and publishing",
+            )
+            await frames_flow(bob, call.ada_id)
+            tile = await tile_of(bob, call.ada_id)
+            assert tile is not None and tile["publicationId"] == call.publication_id, tile
+            assert not tile["reconnecting"]
+            presence = await presence_of(bob, call.ada_id)
+            assert presence == ["participant-reconnecting", "participant-reconnected"], presence
+            await frames_flow(ada, call.bob_id)
+            await ada.assert_no_errors()
+            await bob.assert_no_errors()
 
     run_with_timeout(scenario)
