@@ -126,7 +126,8 @@ def create_edge_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     add_edge_health_routes(app)
     app.router.add_get("/rtc", rtc_proxy)
-    app.router.add_route("*", "/{tail:.*}", http_proxy)
+    # Every path, a decoded %0A included (`.*` stops at it and left the edge's own text 404).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", http_proxy)
     app.cleanup_ctx.append(_server_duties)
     return app
 

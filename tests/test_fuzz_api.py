@@ -298,23 +298,53 @@ def test_a_body_the_json_parser_chokes_on_gets_a_400_not_a_500(
     assert log.new_problems() == []
 
 
-def test_the_edge_before_workers_passes_a_choking_body_on_for_a_400(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`parloir serve --workers 2`: the edge proxying to two worker processes."""
+    env = {"PARLOIR_VONAGE_API_KEY": API_KEY, "PARLOIR_VONAGE_API_SECRET": API_SECRET}
+    with running_server(tmp_path_factory.mktemp("edge"), PARLOIR_WORKERS="2", **env) as server:
+        yield server
+
+
+def test_the_edge_before_workers_passes_a_choking_body_on_for_a_400(
+    edge_server: ServerProcess,
+) -> None:
     # With --workers, the edge peeks into an archive start's body for its session (to route it
     # to the room's worker) with its own json.loads: RecursionError there was a 500.
-    env = {"PARLOIR_VONAGE_API_KEY": API_KEY, "PARLOIR_VONAGE_API_SECRET": API_SECRET}
-    with running_server(tmp_path, PARLOIR_WORKERS="2", **env) as server:
-        log = fuzz.LogWatch(server.log_path)
-        headers: dict[str, str | bytes] = {
-            "X-OPENTOK-AUTH": fuzz.vonage_jwt(API_KEY, API_SECRET),
-            "Content-Type": "application/json",
-        }
-        for body in (DEEP, LONG_NUMBER):
-            reply = fuzz.http_request(
-                server.url, "POST", f"/v2/project/{API_KEY}/archive", headers=headers, body=body
-            )
-            assert reply.status == 400, (reply.status, reply.body[:200])
-            assert isinstance(reply.json().get("message"), str)
-        assert log.new_problems() == []
+    log = fuzz.LogWatch(edge_server.log_path)
+    headers: dict[str, str | bytes] = {
+        "X-OPENTOK-AUTH": fuzz.vonage_jwt(API_KEY, API_SECRET),
+        "Content-Type": "application/json",
+    }
+    for body in (DEEP, LONG_NUMBER):
+        reply = fuzz.http_request(
+            edge_server.url, "POST", f"/v2/project/{API_KEY}/archive", headers=headers, body=body
+        )
+        assert reply.status == 400, (reply.status, reply.body[:200])
+        assert isinstance(reply.json().get("message"), str)
+    assert log.new_problems() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/rooms/a%0Ab/report",
+        "/api/sessions/a%0Ab/bug-reports",
+        f"/v2/project/{API_KEY}%0A/session/x/stream",
+    ],
+)
+def test_the_edge_before_workers_proxies_a_path_with_a_newline(
+    edge_server: ServerProcess, path: str
+) -> None:
+    # Found by the fuzz with PARLOIR_WORKERS=2: the edge's catch-all route `/{tail:.*}` did not
+    # match a decoded %0A, so the edge answered its own text 404 instead of the API's JSON.
+    headers: dict[str, str | bytes] = {
+        "Authorization": f"Bearer {edge_server.api_key}",
+        "X-OPENTOK-AUTH": fuzz.vonage_jwt(API_KEY, API_SECRET),
+    }
+    reply = fuzz.http_request(edge_server.url, "GET", path, headers=headers)
+    assert 400 <= reply.status < 500
+    assert isinstance(reply.json().get("message"), str), reply.body[:200]
 
 
 @pytest.mark.parametrize(
