@@ -367,39 +367,46 @@ async def _send(target: Any, message: aiohttp.WSMessage) -> None:
 
 async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Both directions, message by message, until either side closes; the close code and reason
-    of one side are given to the other."""
+    of one side are given to the other. The side that closed first is closed with no read
+    pending on it (aiohttp closes a socket whose close() races another task's receive() without
+    waiting for the peer's reply, and the peer then sees 1006 instead of the code)."""
 
     async def to_worker() -> None:
         async for message in client:
             await _send(upstream, message)
-        await upstream.close(code=client.close_code or 1000)
 
-    async def to_client() -> None:
-        reason = b""
+    async def to_client() -> tuple[int, bytes]:
         while True:
             message = await upstream.receive()
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                if client.closed:
-                    return
                 await _send(client, message)
                 continue
-            if message.type == WSMsgType.CLOSE:
-                reason = str(message.extra or "").encode()[:120]
-            break
-        code = upstream.close_code
-        if code is None or code == 1006:
-            code, reason = CLOSE_WORKER_LOST, b"worker lost"
-        await client.close(code=code, message=reason)
+            code = upstream.close_code
+            if message.type != WSMsgType.CLOSE or code is None or code == 1006:
+                return CLOSE_WORKER_LOST, b"worker lost"
+            return code, str(message.extra or "").encode()[:120]
 
-    tasks = [asyncio.ensure_future(to_worker()), asyncio.ensure_future(to_client())]
+    forward, backward = asyncio.ensure_future(to_worker()), asyncio.ensure_future(to_client())
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.info("signaling proxy: %s", task.exception())
-        if pending:
-            await asyncio.wait(pending, timeout=2.0)
+        await asyncio.wait((forward, backward), return_when=asyncio.FIRST_COMPLETED)
+        if backward.done():
+            forward.cancel()
+            await asyncio.gather(forward, return_exceptions=True)
+            try:
+                code, reason = backward.result()
+            except Exception as exc:  # could not write to the client: it is gone
+                log.info("signaling proxy: %s", exc)
+                code, reason = CLOSE_WORKER_LOST, b"worker lost"
+            await client.close(code=code, message=reason)
+        else:
+            backward.cancel()
+            await asyncio.gather(backward, return_exceptions=True)
+            if (error := forward.exception()) is not None:
+                log.info("signaling proxy: %s", error)
+            code = client.close_code
+            # 1005/1006/1015 say "no close frame came": never sent in one; 1001 = going away.
+            await upstream.close(code=code if code and code not in (1005, 1006, 1015) else 1001)
     finally:
-        for task in tasks:
+        for task in (forward, backward):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(forward, backward, return_exceptions=True)
