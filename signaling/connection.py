@@ -51,8 +51,12 @@ CLOSE_JOIN_TIMEOUT = 4408
 CLOSE_LEFT = 1000
 CLOSE_CONNECTION_LOST = 4410
 CLOSE_FORCE_DISCONNECTED = 4403
-KEEPALIVE_TIMEOUT_S = 5.0
-"""A joined client that has sent `ping` keeps pinging: silent this long, its socket is dead."""
+KEEPALIVE_TIMEOUT_S = 4.0
+"""A joined client that has sent `ping` keeps pinging: silent this long (and KEEPALIVE_CONFIRM_S
+more), its socket is dead."""
+KEEPALIVE_CONFIRM_S = 1.0
+"""A second look before dropping: had this event loop itself stalled, the frames that arrived
+meanwhile are read in that time (and push the deadline back), so nobody is dropped for it."""
 
 SendJson = Callable[[dict[str, Any]], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -377,6 +381,12 @@ class Connection:
         )
 
     def _keepalive_expired(self) -> None:
+        if self.participant is not None and not self._ended:
+            self._keepalive = asyncio.get_running_loop().call_later(
+                KEEPALIVE_CONFIRM_S, self._silent
+            )
+
+    def _silent(self) -> None:
         if self.participant is not None and not self._ended:
             log.info("participant %s went silent: connection dropped", self.participant.id)
             asyncio.ensure_future(self._lost())

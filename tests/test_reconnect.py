@@ -167,7 +167,7 @@ async def test_a_pinging_client_that_goes_silent_is_reconnecting_for_the_others(
         # a pings once, then says nothing more while its socket stays open; b never pings, so
         # its silence is fine.
         await a.request({"type": "ping"}, expect="ack")
-        gone = await b.wait_for(lambda m: m["type"] == "participant-reconnecting", timeout=3)
+        gone = await b.wait_for(lambda m: m["type"] == "participant-reconnecting", timeout=5)
         assert gone["participant_id"] == a.participant_id
         closed = await a.wait_for_type("socket-closed", timeout=15)
         assert closed["code"] == 4410
