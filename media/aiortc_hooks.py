@@ -2,16 +2,23 @@
 
 aiortc is pinned (==1.16.0) because of these. `verify_hooks()` runs at server start and in a test,
 so an upgrade that moves them fails loudly instead of silently decoding every track again.
+
+Also here: quieting the one aiortc task whose failure is an expected race (`quiet_connect_task`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_AIORTC = "1.16.0"
 DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
@@ -66,3 +73,36 @@ def route_keyframe_requests(sender: RTCRtpSender, on_request: Callable[[], None]
     if not callable(getattr(sender, "_send_keyframe", None)):
         raise AiortcHooksMissing("RTCRtpSender._send_keyframe is gone")
     sender._send_keyframe = on_request  # type: ignore[method-assign]
+
+
+CONNECT_TASK = "RTCPeerConnection.__connect"
+"""aiortc's coroutine that starts a peer connection's transports, run in a task nobody awaits."""
+_quiet_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def quiet_connect_task(loop: asyncio.AbstractEventLoop) -> None:
+    """Log a failed `RTCPeerConnection.__connect` task at INFO, without a traceback.
+
+    aiortc starts ICE, DTLS and the senders of each negotiation in a task it never awaits; when
+    the peer connection closes or fails while that runs (the client left mid-negotiation), the
+    task fails and asyncio logs "Task exception was never retrieved" at ERROR. The connection
+    state change already tells the SFU (`Participant._peer_state_changed`): it is an expected
+    race, not a fault. Every other unhandled exception goes to the loop's previous handler.
+    Idempotent per loop.
+    """
+    if loop in _quiet_loops:
+        return
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("future")
+        code = getattr(task.get_coro(), "cr_code", None) if isinstance(task, asyncio.Task) else None
+        if code is not None and code.co_qualname == CONNECT_TASK:
+            log.info("peer connection ended while connecting: %r", context.get("exception"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+    _quiet_loops.add(loop)

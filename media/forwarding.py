@@ -66,18 +66,23 @@ class EncodedFrameTap:
     """
 
     def __init__(self, original: queue.Queue[Any], on_frame: Callable[[Any, Any], None]) -> None:
-        self._original = original
-        self._on_frame = on_frame
+        self.original = original
+        self._on_frame: Callable[[Any, Any], None] | None = on_frame
+
+    def detach(self) -> None:
+        """Drop frames from now on (still never decoding them)."""
+        self._on_frame = None
 
     def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
         if item is None:
-            self._original.put(None)
+            self.original.put(None)
             return
-        codec, encoded_frame = item
-        self._on_frame(codec, encoded_frame)
+        if self._on_frame is not None:
+            codec, encoded_frame = item
+            self._on_frame(codec, encoded_frame)
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
-        return self._original.get(*args, **kwargs)
+        return self.original.get(*args, **kwargs)
 
 
 @dataclass
@@ -179,9 +184,12 @@ class TrackForwarder:
         self.paused = False
         """Frames are counted but not forwarded (a force-muted microphone)."""
         original = aiortc_hooks.get_decoder_queue(receiver)
+        if isinstance(original, EncodedFrameTap):
+            original = original.original  # a reused m-line: the previous forwarder's tap goes
         # The decoder thread (started by receiver.receive) reads `original` through the tap and
         # only ever sees the end-of-stream None.
-        aiortc_hooks.swap_decoder_queue(receiver, EncodedFrameTap(original, self.on_frame))
+        self._tap = EncodedFrameTap(original, self.on_frame)
+        aiortc_hooks.swap_decoder_queue(receiver, self._tap)
         self._drain_task = asyncio.ensure_future(self._wait_for_end(track))
 
     @property
@@ -263,3 +271,6 @@ class TrackForwarder:
         with contextlib.suppress(asyncio.CancelledError):
             await self._drain_task
         self._finish()
+        # The receiver goes on (its m-line may carry a later publication): what still arrives
+        # is dropped, never decoded.
+        self._tap.detach()

@@ -22,11 +22,13 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from media import aiortc_hooks
 from media.codecs import choose_room_codec, offered_video_codecs, preferences
 from media.ice import filter_sdp_candidates, keep_remote_candidate
+from media.slot_track import SlotTrack
 from media.sources import PublishedSource, make_source
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ PEER_CONNECTIONS = PeerConnectionCount()
 
 
 def _new_peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
+    aiortc_hooks.quiet_connect_task(asyncio.get_running_loop())
     PEER_CONNECTIONS.opened += 1
     return RTCPeerConnection(configuration)
 
@@ -59,6 +62,11 @@ async def _close_peer_connection(pc: RTCPeerConnection) -> None:
         pc._parloir_closed = True  # type: ignore[attr-defined]
         PEER_CONNECTIONS.closed += 1
     await pc.close()
+
+
+class PeerClosed(Exception):
+    """The peer connection closed while a negotiation step ran on it (the client left, or its
+    transport ended): an expected race, reported by the connection state, not a fault."""
 
 
 class SdpError(Exception):
@@ -95,30 +103,46 @@ def parse_sdp(sdp: str, loopback_only: bool) -> tuple[str, SessionDescription]:
 
 
 RENEGOTIATION_WAIT_S = 10.0
+SETTLE_POLL_S = 0.02
 
 
-async def settle_before_renegotiation(pc: RTCPeerConnection) -> None:
+async def settle_before_renegotiation(
+    pc: RTCPeerConnection, *, while_ice_checks: bool = True
+) -> None:
     """Wait until the first negotiation's transport is up before starting another.
 
     aiortc starts a new sender/receiver only if DTLS is already connected when the new
     description is applied; one applied while DTLS is still connecting never starts (measured:
     the track arrives, no frame ever does).
+
+    `while_ice_checks=False` waits out only the DTLS handshake (ICE completed, connection still
+    connecting), for publisher offers the client sends back to back. From reading aiortc 1.16's
+    `__connect`: while ICE still checks, the first negotiation's connect task is parked on the
+    ICE start and, once DTLS is up, walks the live transceiver list, starting those the later
+    description added; only a description applied during the handshake finds DTLS
+    "connecting" and starts nothing. (Not isolated by measurement: aiortc as the *client* has
+    its own race there, which dominates a loopback experiment; browsers do not.) So a
+    publisher whose ICE never completes (a broken or hostile offer) is answered at once instead
+    of after RENEGOTIATION_WAIT_S, which the fuzz judged a hang of its socket.
+
+    The state is polled rather than listened to: the SFU closing the peer connection meanwhile
+    removes its state listeners (`_close_peer_connection`), and must end the wait too.
     """
-    if pc.remoteDescription is None or pc.connectionState not in ("new", "connecting"):
+    if pc.remoteDescription is None:
         return
-    connected = asyncio.Event()
 
-    def changed() -> None:
+    def unsettled() -> bool:
         if pc.connectionState not in ("new", "connecting"):
-            connected.set()
+            return False
+        return while_ice_checks or pc.iceConnectionState == "completed"
 
-    pc.on("connectionstatechange", changed)
-    try:
-        await asyncio.wait_for(connected.wait(), RENEGOTIATION_WAIT_S)
-    except TimeoutError:
-        log.info("renegotiating although the connection is still %s", pc.connectionState)
-    finally:
-        pc.remove_listener("connectionstatechange", changed)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RENEGOTIATION_WAIT_S
+    while unsettled():
+        if loop.time() >= deadline:
+            log.info("renegotiating although the connection is still %s", pc.connectionState)
+            return
+        await asyncio.sleep(SETTLE_POLL_S)
 
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -183,9 +207,13 @@ class PublisherPeer:
                 self._arrived.append((transceiver, track))
                 return
 
+    async def settle(self) -> None:
+        """Before `handle_offer` of a renegotiation: wait (up to RENEGOTIATION_WAIT_S) while the
+        first negotiation's DTLS handshake runs. Call it holding no lock others need."""
+        await settle_before_renegotiation(self.pc, while_ice_checks=False)
+
     async def handle_offer(self, sdp: str, room_codec: str | None, preferred: str) -> OfferResult:
         sdp, description = parse_sdp(sdp, self._loopback_only)
-        await settle_before_renegotiation(self.pc)
         known_mids = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
         new_sections = [
             m
@@ -226,6 +254,22 @@ class PublisherPeer:
             answer_sdp=without_receive_side_estimation(self.pc.localDescription.sdp),
             video_codec=video_codec,
         )
+        # An m-line of an ended publication that sends again (the client reuses its transceiver
+        # for a new publication): aiortc fires no `track` for it, its receiver goes on.
+        sending = {
+            m.rtp.muxId for m in description.media if m.direction in ("sendonly", "sendrecv")
+        }
+        arrived = {transceiver for transceiver, _ in self._arrived}
+        for transceiver in self.pc.getTransceivers():
+            track = transceiver.receiver.track
+            if (
+                transceiver.mid in known_mids
+                and transceiver.mid in sending
+                and transceiver.mid not in self.sources
+                and transceiver not in arrived
+                and track is not None
+            ):
+                self._arrived.append((transceiver, track))
         for transceiver, track in self._arrived:
             mid = transceiver.mid or ""
             source = make_source(self._forwarding, transceiver.receiver, track)
@@ -258,11 +302,19 @@ class Subscription:
     participant_id: str
     kind: str
     track: MediaStreamTrack
+    """This participant's copy of the published track."""
     transceiver: RTCRtpTransceiver
+    slot: SlotTrack
+    """What the m-line's sender reads: `track`, once the client knows the m-line carries it."""
 
 
 class SubscriberPeer:
-    """Sends the other participants' tracks and carries the chat channel; the SFU offers."""
+    """Sends the other participants' tracks and carries the chat channel; the SFU offers.
+
+    An m-line whose publication ended goes inactive and, once the client has answered that,
+    carries the next publication of its kind: a participant's SDP holds as many m-lines as the
+    room ever had live tracks at once, not as many as it ever had (aiortc removes none).
+    """
 
     def __init__(
         self,
@@ -281,13 +333,28 @@ class SubscriberPeer:
         self.on_chat_open: Callable[[], None] = lambda: None
         self.on_chat_message: Callable[[str | bytes], None] = lambda raw: None
         self._retired: list[Subscription] = []
+        """Ended, their m-lines inactive in the next offer."""
+        self._moved: list[Subscription] = []
+        """On a recycled m-line, waiting for the client to accept the offer that says so."""
+        self._offered: tuple[list[Subscription], list[Subscription]] = ([], [])
+        """`_retired` and `_moved` as the offer awaiting an answer carries them."""
+        self._recyclable: list[Subscription] = []
+        """Retired, and the client has accepted that: the m-line may carry another track."""
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
 
     def send_chat(self, text: str) -> bool:
-        """Queue one frame on the chat channel; False while it is not open yet."""
+        """Queue one frame on the chat channel; False if it is not open (yet, or any more).
+
+        Never raises: it runs in the channel's callbacks, where an exception would end the
+        DTLS transport (and with it every track this participant receives).
+        """
         if self.chat is None or self.chat.readyState != "open":
             return False
-        self.chat.send(text)
+        try:
+            self.chat.send(text)
+        except (InvalidStateError, ValueError) as exc:  # closing meanwhile; over the SCTP limit
+            log.info("chat frame of %d bytes not sent: %r", len(text), exc)
+            return False
         return True
 
     def subscribe(
@@ -302,14 +369,25 @@ class SubscriberPeer:
         if key in self.subscriptions:
             return
         track = source.subscribe()
-        transceiver = self.pc.addTransceiver(track, direction="sendonly")
-        transceiver.setCodecPreferences(preferences(source.kind, video_codec))
+        recycled = next((s for s in self._recyclable if s.kind == source.kind), None)
+        if recycled is not None:
+            self._recyclable.remove(recycled)
+            transceiver, slot = recycled.transceiver, recycled.slot
+            transceiver.direction = "sendonly"
+        else:
+            slot = SlotTrack(source.kind)
+            slot.carry(track)  # a new m-line sends nothing before its negotiation anyway
+            transceiver = self.pc.addTransceiver(slot, direction="sendonly")
+            transceiver.setCodecPreferences(preferences(source.kind, video_codec))
         if source.forwards_encoded and source.kind == "video":
             # A subscriber's PLI/FIR must reach the publisher: nothing is encoded here.
             aiortc_hooks.route_keyframe_requests(transceiver.sender, source.request_keyframe)
-        self.subscriptions[key] = Subscription(
-            publication_id, participant_id, source.kind, track, transceiver
+        subscription = Subscription(
+            publication_id, participant_id, source.kind, track, transceiver, slot
         )
+        self.subscriptions[key] = subscription
+        if recycled is not None:
+            self._moved.append(subscription)
 
     def unsubscribe(self, publication_id: str) -> bool:
         """End this participant's copies of a publication; True if anything changed."""
@@ -317,21 +395,31 @@ class SubscriberPeer:
         for key in [k for k in self.subscriptions if k[0] == publication_id]:
             subscription = self.subscriptions.pop(key)
             subscription.track.stop()
-            # aiortc cannot remove an m-line: it stays, inactive, and its sender is stopped
-            # once the client has accepted that.
+            subscription.slot.release()
+            if subscription in self._moved:
+                self._moved.remove(subscription)
+            # aiortc cannot remove an m-line: it goes inactive, then carries a later track.
             subscription.transceiver.direction = "inactive"
             self._retired.append(subscription)
             changed = True
         return changed
 
     async def create_offer(self) -> tuple[str, list[dict[str, Any]]]:
+        """The next subscriber offer and which mid carries what; PeerClosed if the peer
+        connection closes meanwhile."""
         await settle_before_renegotiation(self.pc)
-        if self.chat is None:
-            self.chat = self.pc.createDataChannel("chat", ordered=True)
-            self.chat.on("open", lambda: self.on_chat_open())
-            self.chat.on("message", lambda raw: self.on_chat_message(raw))
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
+        try:
+            if self.chat is None:
+                self.chat = self.pc.createDataChannel("chat", ordered=True)
+                self.chat.on("open", lambda: self.on_chat_open())
+                self.chat.on("message", lambda raw: self.on_chat_message(raw))
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+        except InvalidStateError as exc:
+            if self.pc.signalingState == "closed":
+                raise PeerClosed(str(exc)) from exc
+            raise
+        self._offered = (list(self._retired), list(self._moved))
         mapping = [
             {
                 "mid": s.transceiver.mid,
@@ -351,10 +439,15 @@ class SubscriberPeer:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
             raise SdpError(f"answer could not be applied: {exc}", peer_damaged=True) from exc
-        retired, self._retired = self._retired, []
+        retired, moved = self._offered
+        self._offered = ([], [])
         for subscription in retired:
-            with contextlib.suppress(Exception):
-                await subscription.transceiver.sender.stop()
+            self._retired.remove(subscription)
+            self._recyclable.append(subscription)
+        for subscription in moved:
+            if subscription in self._moved:
+                self._moved.remove(subscription)
+                subscription.slot.carry(subscription.track)
 
     async def add_ice_candidate(
         self, candidate: str, sdp_mid: str | None, index: int | None
@@ -362,10 +455,13 @@ class SubscriberPeer:
         await _add_candidate(self.pc, candidate, sdp_mid, index, self._loopback_only)
 
     async def close(self) -> None:
-        for subscription in list(self.subscriptions.values()) + self._retired:
+        for subscription in [*self.subscriptions.values(), *self._retired, *self._recyclable]:
             subscription.track.stop()
+            subscription.slot.stop()
         self.subscriptions.clear()
         self._retired.clear()
+        self._moved.clear()
+        self._recyclable.clear()
         await _close_peer_connection(self.pc)
 
 
@@ -385,11 +481,16 @@ async def _add_candidate(
         parsed = candidate_from_sdp(value)
     except Exception as exc:
         raise SdpError(f"ICE candidate does not parse: {exc}") from exc
+    if sdp_mid is None and index is None:
+        raise SdpError("an ICE candidate needs sdp_mid or sdp_mline_index")
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = index
     if pc.remoteDescription is None:
         raise SdpError("ICE candidate before any remote description")
-    await pc.addIceCandidate(parsed)
+    try:
+        await pc.addIceCandidate(parsed)
+    except ValueError as exc:  # aioice refuses some candidates it parsed (after end-of-candidates)
+        raise SdpError(f"ICE candidate refused: {exc}") from exc
 
 
 async def close_quietly(*peers: PublisherPeer | SubscriberPeer | None) -> None:

@@ -58,10 +58,15 @@ class PaintedVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 480, fps: int = 30) -> None:
+    def __init__(
+        self, width: int = 640, height: int = 480, fps: int = 30, first_index: int = 0
+    ) -> None:
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
         self.index = 0
+        """Frames produced so far."""
+        self.first_index = first_index
+        """Painted into the first frame (then +1 per frame): tells one track from another."""
         self._start: float | None = None
         self._background = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
 
@@ -76,7 +81,7 @@ class PaintedVideoTrack(MediaStreamTrack):
         luma = plane[: self.height]
         bar = (self.index * 8) % max(1, self.width - 32)
         luma[BLOCK * 3 :, bar : bar + 32] = 200
-        paint_index(luma, self.index & 0xFFFF)
+        paint_index(luma, (self.first_index + self.index) & 0xFFFF)
         frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
         frame.pts = int(self.index * VIDEO_CLOCK_RATE / self.fps)
         frame.time_base = VIDEO_TIME_BASE

@@ -94,11 +94,14 @@ class ChatLog:
     burst: int = BURST
     limiters: dict[str, TokenBucket] = field(default_factory=dict)
 
-    def admit(self, sender_id: str) -> None:
+    def admit(self, sender_id: str, *, request_id: str | int | None = None) -> None:
+        """Take one frame from the sender's budget, or raise `rate-limited` echoing its id."""
         bucket = self.limiters.setdefault(sender_id, TokenBucket(self.rate_per_s, self.burst))
         if not bucket.take():
             raise SignalingError(
-                ErrorCode.RATE_LIMITED, f"more than {self.rate_per_s:.0f} chat messages per second"
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.rate_per_s:.0f} chat messages per second",
+                request_id=request_id,
             )
 
     def append(

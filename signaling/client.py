@@ -21,6 +21,7 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 
@@ -84,6 +85,10 @@ class ParloirClient:
         self.subscriber_pc.on("track", self._track_arrived)
         self.chat_channel: Any = None
         self.subscriber_pc.on("datachannel", self._datachannel)
+        self._publication_transceivers: dict[str, list[RTCRtpTransceiver]] = {}
+        """The publisher transceivers of each live own publication."""
+        self._idle_transceivers: list[RTCRtpTransceiver] = []
+        """Publisher transceivers of ended publications (inactive), reused by `publish`."""
 
     # ---- connection ----------------------------------------------------------------------
 
@@ -205,6 +210,15 @@ class ParloirClient:
         await self.subscriber_pc.setRemoteDescription(
             RTCSessionDescription(sdp=message["sdp"], type="offer")
         )
+        # An m-line the server reuses for another publication (PROTOCOL.md) brings no `track`
+        # event: its receiver's track now carries what this offer's subscriptions say.
+        for transceiver in self.subscriber_pc.getTransceivers():
+            entry = self._mid_map.get(transceiver.mid or "")
+            track = transceiver.receiver.track
+            if entry is not None and track is not None:
+                known = self.received.get((entry["publication_id"], entry["kind"]))
+                if known is None or known.track is not track:
+                    self._report_track(entry, track)
         answer = await self.subscriber_pc.createAnswer()
         await self.subscriber_pc.setLocalDescription(answer)
         await self.send(
@@ -218,13 +232,16 @@ class ParloirClient:
                 if entry is None:
                     log.warning("track on unknown mid %s", transceiver.mid)
                     return
-                received = ReceivedTrack(
-                    entry["publication_id"], entry["participant_id"], entry["kind"], track
-                )
-                self.received[(received.publication_id, received.kind)] = received
-                if self._on_track is not None:
-                    self._on_track(received)
+                self._report_track(entry, track)
                 return
+
+    def _report_track(self, entry: dict[str, Any], track: MediaStreamTrack) -> None:
+        received = ReceivedTrack(
+            entry["publication_id"], entry["participant_id"], entry["kind"], track
+        )
+        self.received[(received.publication_id, received.kind)] = received
+        if self._on_track is not None:
+            self._on_track(received)
 
     def _datachannel(self, channel: Any) -> None:
         if channel.label == "chat":
@@ -285,10 +302,20 @@ class ParloirClient:
         """Publish tracks; returns the live publication. `video_codec` limits what is offered."""
         if self.publisher_pc is None:
             self.publisher_pc = RTCPeerConnection(_configuration())
+            self._idle_transceivers = []
         pc = self.publisher_pc
         transceivers = {}
         for kind, track in (("audio", audio), ("video", video)):
             if track is None:
+                continue
+            idle = next((t for t in self._idle_transceivers if t.kind == kind), None)
+            if idle is not None:
+                # The m-line of an ended publication carries this one (PROTOCOL.md `publish`):
+                # the SDP does not grow with every publication ever made.
+                self._idle_transceivers.remove(idle)
+                idle.sender.replaceTrack(track)
+                idle.direction = "sendonly"
+                transceivers[kind] = idle
                 continue
             transceiver = pc.addTransceiver(track, direction="sendonly")
             if kind == "video" and video_codec:
@@ -328,10 +355,26 @@ class ParloirClient:
         )
         if published["type"] == "error":
             raise ServerError(published)
+        self._publication_transceivers[published["publication"]["id"]] = list(transceivers.values())
         return dict(published["publication"])
 
     async def unpublish(self, publication_id: str) -> None:
+        """Unpublish, then renegotiate with the publication's m-lines inactive; a later
+        `publish` reuses them."""
         await self.request({"type": "unpublish", "publication_id": publication_id}, expect="ack")
+        pc = self.publisher_pc
+        ended = self._publication_transceivers.pop(publication_id, [])
+        if pc is None or not ended:
+            return
+        for transceiver in ended:
+            transceiver.sender.replaceTrack(None)
+            transceiver.direction = "inactive"
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await self.request(
+            {"type": "offer", "pc": "publisher", "sdp": pc.localDescription.sdp}, expect="answer"
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        self._idle_transceivers += ended
 
     # ---- leaving -------------------------------------------------------------------------
 

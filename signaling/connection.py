@@ -324,7 +324,18 @@ class Connection:
         await self.send({"type": "ack", "id": message.id, "of": "record", "recording": recording})
 
     async def _publisher_offer(self, room: Room, participant: Participant, message: Offer) -> None:
+        # A renegotiation may first wait for the previous one's DTLS handshake: never while
+        # holding the room lock, which every join, publish and leave in the room needs.
+        await participant.settle_publisher()
         async with self._registry.lock(room.id):
+            if (
+                self.participant is not participant
+                or room.participants.get(participant.id) is not participant
+                or participant.closed
+            ):
+                raise SignalingError(
+                    ErrorCode.NOT_JOINED, "the connection ended while the offer waited"
+                )
             answer, went_live = await room.apply_publisher_offer(participant, message.sdp)
             await self.send(event_answer(message.id, answer))
             for publication in went_live:

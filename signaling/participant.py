@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from media.config import MediaSettings
-from media.peers import PublisherPeer, SdpError, SubscriberPeer, close_quietly
+from media.peers import PeerClosed, PublisherPeer, SdpError, SubscriberPeer, close_quietly
 from signaling.permissions import Grant
 from signaling.protocol import event_offer
 from signaling.publication import Publication
@@ -105,6 +105,16 @@ class Participant:
             )
         return self.publisher
 
+    async def settle_publisher(self) -> None:
+        """Wait until a publisher renegotiation can start (see PublisherPeer.settle)."""
+        if self.publisher is not None:
+            await self.publisher.settle()
+
+    @property
+    def closed(self) -> bool:
+        """Its connection ended (left, or dropped and now reconnecting): no new peers."""
+        return self._closed
+
     # ---- subscriber renegotiation: the server is the only offerer on this peer connection ----
 
     def request_subscriber_offer(self) -> None:
@@ -121,6 +131,11 @@ class Participant:
             assert self.subscriber is not None
             try:
                 sdp, subscriptions = await self.subscriber.create_offer()
+            except PeerClosed:
+                # It closed under the offer (the client left, or its transport ended): the state
+                # change reports that; nothing failed here.
+                log.info("participant %s: subscriber offer abandoned, peer closed", self.id)
+                return
             except Exception:
                 log.exception("participant %s: subscriber offer failed", self.id)
                 self.on_connection_lost(self, "offer-failed")

@@ -7,6 +7,8 @@ place next to the inbound schema.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -157,35 +159,124 @@ CLIENT_MESSAGE_TYPES = frozenset(
 )
 
 
-def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
-    """Decode and validate one inbound message, or raise SignalingError saying what is wrong."""
+MAX_NESTING = 32
+"""Deepest JSON nesting a frame may have (no message nests deeper than 3). Deeper containers are
+cut before decoding, so that json.loads never meets Python's recursion limit."""
+_NESTING_TOKENS = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
+
+
+def _cut_deep_nesting(text: str) -> tuple[str, bool]:
+    """`text` with every container nested deeper than MAX_NESTING replaced by `null`, and
+    whether anything was cut. Valid JSON stays valid JSON; brackets inside strings are text."""
+    pieces: list[str] = []
+    depth = 0
+    kept_from = 0
+    cutting = False
+    in_string = False
+    for token in _NESTING_TOKENS.finditer(text):
+        char = token.group()
+        if char == '"':
+            in_string = not in_string
+        elif in_string or len(char) > 1:
+            continue  # a bracket inside a string, or an escape
+        elif char in "[{":
+            depth += 1
+            if depth == MAX_NESTING + 1 and not cutting:
+                pieces += [text[kept_from : token.start()], "null"]
+                cutting = True
+        else:
+            if depth == MAX_NESTING + 1 and cutting:
+                kept_from, cutting = token.end(), False
+            depth -= 1
+    if not cutting:
+        pieces.append(text[kept_from:])
+    return "".join(pieces), len(pieces) > 1
+
+
+def _described(value: Any) -> str:
+    """A short repr of a client-chosen value, for an error reason."""
+    text = (
+        repr(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
+    )
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One inbound frame decoded to a JSON object, before its schema is checked."""
+
+    data: dict[str, Any]
+    request_id: str | int | None
+    """The `id` to echo in an error about this frame."""
+    type: str | None
+    """`type` if it is a string."""
+    too_deep: bool
+    """Something in it was nested deeper than MAX_NESTING (and was cut)."""
+
+
+def _decode_frame(raw: str | bytes, max_bytes: int, what: str) -> _Frame:
+    """The one JSON decoding of inbound frames (signaling and chat): whatever the bytes, it
+    returns an object or raises SignalingError (malformed / message-too-large), never anything
+    else (no RecursionError, no ValueError from the integer digits limit)."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > max_bytes:
         raise SignalingError(
-            ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes exceeds {max_bytes} bytes"
+            ErrorCode.MESSAGE_TOO_LARGE, f"{what} of {size} bytes exceeds {max_bytes} bytes"
         )
     try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SignalingError(ErrorCode.MALFORMED, f"message is not valid JSON: {exc}") from exc
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        too_deep = False
+        if text.count("[") + text.count("{") > MAX_NESTING:
+            text, too_deep = _cut_deep_nesting(text)
+        data: Any = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer of more than
+        # sys.get_int_max_str_digits() digits.
+        reason = str(exc).split("; use sys.set_int_max_str_digits")[0][:120]
+        raise SignalingError(ErrorCode.MALFORMED, f"{what} is not valid JSON: {reason}") from exc
     if not isinstance(data, dict):
-        raise SignalingError(ErrorCode.MALFORMED, "message must be a JSON object")
-    request_id = data.get("id") if isinstance(data.get("id"), str | int) else None
+        raise SignalingError(ErrorCode.MALFORMED, f"{what} must be a JSON object")
+    request_id = data.get("id")
     kind = data.get("type")
-    if kind not in CLIENT_MESSAGE_TYPES:
+    return _Frame(
+        data=data,
+        request_id=request_id if isinstance(request_id, str | int) else None,
+        type=kind if isinstance(kind, str) else None,
+        too_deep=too_deep,
+    )
+
+
+def _validated(adapter: TypeAdapter[Any], frame: _Frame, what: str, loc_from: int) -> Any:
+    """`frame` checked against its schema; invalid-message (echoing its id) if it does not fit."""
+    if frame.too_deep:
         raise SignalingError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", request_id=request_id
+            ErrorCode.INVALID_MESSAGE,
+            f"invalid {what}: nested deeper than {MAX_NESTING} levels",
+            request_id=frame.request_id,
         )
     try:
-        return _CLIENT_MESSAGE.validate_python(data)
+        return adapter.validate_python(frame.data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'][loc_from:]) or 'message'}: {err['msg']}"
             for err in exc.errors()[:5]
         )
         raise SignalingError(
-            ErrorCode.INVALID_MESSAGE, f"invalid {kind} message: {problems}", request_id=request_id
+            ErrorCode.INVALID_MESSAGE, f"invalid {what}: {problems}", request_id=frame.request_id
         ) from exc
+
+
+def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
+    """Decode and validate one inbound message, or raise SignalingError saying what is wrong."""
+    frame = _decode_frame(raw, max_bytes, "message")
+    if frame.type not in CLIENT_MESSAGE_TYPES:
+        raise SignalingError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {_described(frame.data.get('type'))}",
+            request_id=frame.request_id,
+        )
+    message: ClientMessage = _validated(_CLIENT_MESSAGE, frame, f"{frame.type} message", 1)
+    return message
 
 
 # ---- chat data channel ------------------------------------------------------------------------
@@ -211,40 +302,21 @@ _CHAT_SEND = TypeAdapter(ChatSend)
 
 
 def parse_chat_message(raw: str | bytes) -> ChatSend:
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > CHAT_FRAME_MAX_BYTES:
-        raise SignalingError(
-            ErrorCode.MESSAGE_TOO_LARGE, f"chat frame of {size} bytes is too large"
-        )
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SignalingError(ErrorCode.MALFORMED, f"chat message is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SignalingError(ErrorCode.MALFORMED, "chat message must be a JSON object")
-    request_id = data.get("id") if isinstance(data.get("id"), str | int) else None
-    if data.get("type") != "chat":
+    """Decode and validate one chat frame, or raise SignalingError (sent as `chat-error`)."""
+    frame = _decode_frame(raw, CHAT_FRAME_MAX_BYTES, "chat message")
+    if frame.type != "chat":
         raise SignalingError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown chat message type {data.get('type')!r}",
-            request_id=request_id,
+            f"unknown chat message type {_described(frame.data.get('type'))}",
+            request_id=frame.request_id,
         )
-    try:
-        message = _CHAT_SEND.validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
-            for err in exc.errors()[:5]
-        )
-        raise SignalingError(
-            ErrorCode.INVALID_MESSAGE, f"invalid chat message: {problems}", request_id=request_id
-        ) from exc
+    message: ChatSend = _validated(_CHAT_SEND, frame, "chat message", 0)
     text_bytes = len(message.text.encode())
     if text_bytes > CHAT_TEXT_MAX_BYTES:
         raise SignalingError(
             ErrorCode.MESSAGE_TOO_LARGE,
             f"chat text of {text_bytes} bytes exceeds {CHAT_TEXT_MAX_BYTES} bytes",
-            request_id=request_id,
+            request_id=frame.request_id,
         )
     return message
 
@@ -253,8 +325,32 @@ def event_chat_error(error: SignalingError) -> dict[str, Any]:
     return {**event_error(error), "type": "chat-error"}
 
 
+CHAT_HISTORY_FRAME_BYTES = 60 * 1024
+"""A `chat-history` frame stays under this: below the 64 KiB every SCTP peer accepts (the
+default a=max-message-size), while one history may be 1000 messages of 8 KiB."""
+
+
 def event_chat_history(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "chat-history", "messages": messages}
+
+
+def chat_history_frames(messages: list[dict[str, Any]]) -> list[str]:
+    """The history as JSON `chat-history` frames, in order, each under CHAT_HISTORY_FRAME_BYTES
+    (a single message always fits: its text is at most 8 KiB). At least one frame, so an empty
+    history is still announced."""
+    envelope = len(json.dumps(event_chat_history([])))
+    frames: list[str] = []
+    batch: list[dict[str, Any]] = []
+    size = envelope
+    for message in messages:
+        length = len(json.dumps(message)) + 2  # ", " separator
+        if batch and size + length > CHAT_HISTORY_FRAME_BYTES:
+            frames.append(json.dumps(event_chat_history(batch)))
+            batch, size = [], envelope
+        batch.append(message)
+        size += length
+    frames.append(json.dumps(event_chat_history(batch)))
+    return frames
 
 
 # ---- outbound ---------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from signaling.chat import ChatLog
 from signaling.errors import ErrorCode, SignalingError
 from signaling.participant import Participant, Send
 from signaling.protocol import (
+    chat_history_frames,
     describe_blur,
     event_blur_status,
     event_chat_error,
-    event_chat_history,
     event_mute_changed,
     event_participant_joined,
     event_participant_left,
@@ -187,17 +187,30 @@ class Room:
     # ---- chat ----------------------------------------------------------------------------
 
     def _send_chat_history(self, participant: Participant) -> None:
+        """Runs in the channel's open callback: sends the history in frames the channel takes."""
         history = self.chat.history_for(participant.id, participant.identity)
         if participant.subscriber is not None:
-            participant.subscriber.send_chat(
-                json.dumps(event_chat_history([m.describe() for m in history]))
-            )
+            for frame in chat_history_frames([m.describe() for m in history]):
+                if not participant.subscriber.send_chat(frame):
+                    return
 
     def _relay_chat(self, sender: Participant, raw: str | bytes) -> None:
-        """Runs synchronously in the data channel callback, so relays keep arrival order."""
+        """Runs synchronously in the data channel callback, so relays keep arrival order. Never
+        raises: an exception there would end the sender's DTLS transport."""
         try:
-            request = parse_chat_message(raw)
-            self.chat.admit(sender.id)
+            self._relay_chat_frame(sender, raw)
+        except Exception:
+            log.exception("chat frame from participant %s failed", sender.id)
+
+    def _relay_chat_frame(self, sender: Participant, raw: str | bytes) -> None:
+        try:
+            try:
+                request = parse_chat_message(raw)
+            except SignalingError as refused:
+                # Refused frames count against the rate too, each echoing its id if it has one.
+                self.chat.admit(sender.id, request_id=refused.request_id)
+                raise
+            self.chat.admit(sender.id, request_id=request.id)
             recipient = None
             if request.to is not None:
                 recipient = self.participants.get(request.to)
