@@ -91,6 +91,8 @@ export class PublisherConnection extends SfuConnection {
   constructor(signaling, iceServers) {
     super("publisher", signaling, iceServers);
     this._queue = Promise.resolve();
+    // {kind, transceiver} of ended publications: inactive m-lines the next publish reuses.
+    this._idle = [];
   }
 
   _serial(task) {
@@ -101,8 +103,10 @@ export class PublisherConnection extends SfuConnection {
 
   /**
    * Publish `tracks` ({audio, video}, either may be null) as one publication of `videoType`
-   * (`camera` or `screen`): new sendonly transceivers, `publish` announcing their mids, then the
+   * (`camera` or `screen`): sendonly transceivers, `publish` announcing their mids, then the
    * `offer` carrying them. Resolves with {publication, transceivers} once `published` arrives.
+   * The transceivers of an ended publication are reused (its m-lines carry the new tracks), so
+   * the SDP does not grow with every screen share ever started (PROTOCOL.md `publish`).
    * `publicationId`: take back a publication suspended by a drop (PROTOCOL.md "Reconnecting"),
    * so everyone gets it again under the same id.
    */
@@ -110,7 +114,15 @@ export class PublisherConnection extends SfuConnection {
     return this._serial(async () => {
       const transceivers = {}; // kind -> RTCRtpTransceiver
       for (const kind of ["audio", "video"]) {
-        if (tracks[kind]) {
+        if (!tracks[kind]) continue;
+        const idle = this._idle.findIndex((entry) => entry.kind === kind);
+        if (idle !== -1) {
+          const [{ transceiver }] = this._idle.splice(idle, 1);
+          await transceiver.sender.replaceTrack(tracks[kind]);
+          if (transceiver.sender.setStreams) transceiver.sender.setStreams(stream);
+          transceiver.direction = "sendonly";
+          transceivers[kind] = transceiver;
+        } else {
           transceivers[kind] = this.pc.addTransceiver(tracks[kind], {
             direction: "sendonly",
             streams: [stream],
@@ -137,8 +149,8 @@ export class PublisherConnection extends SfuConnection {
 
   /**
    * End a publication: `unpublish` with `reason`, then stop its transceivers' sending and
-   * renegotiate. The m-lines stay (inactive): the server cannot reuse a mid, and a later
-   * publication gets fresh transceivers.
+   * renegotiate. The m-lines stay (inactive) until a later publication of the same kinds
+   * reuses them.
    */
   unpublish(publicationId, transceivers, reason = "unpublished") {
     return this._serial(async () => {
@@ -151,12 +163,17 @@ export class PublisherConnection extends SfuConnection {
       } catch (error) {
         refused = error; // already gone on the server (e.g. negotiationFailed): still clean up
       }
-      for (const transceiver of Object.values(transceivers)) {
+      const ended = [];
+      for (const [kind, transceiver] of Object.entries(transceivers)) {
         if (transceiver.currentDirection === "stopped") continue;
         transceiver.direction = "inactive";
         await transceiver.sender.replaceTrack(null);
+        ended.push({ kind, transceiver });
       }
-      if (this.pc.signalingState !== "closed") await this._renegotiate();
+      if (this.pc.signalingState !== "closed") {
+        await this._renegotiate();
+        this._idle.push(...ended);
+      }
       if (refused) throw refused;
     });
   }
