@@ -403,9 +403,9 @@ async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
             await asyncio.gather(backward, return_exceptions=True)
             if (error := forward.exception()) is not None:
                 log.info("signaling proxy: %s", error)
-            code = client.close_code
+            sent = client.close_code
             # 1005/1006/1015 say "no close frame came": never sent in one; 1001 = going away.
-            await upstream.close(code=code if code and code not in (1005, 1006, 1015) else 1001)
+            await upstream.close(code=sent if sent and sent not in (1005, 1006, 1015) else 1001)
     finally:
         for task in (forward, backward):
             task.cancel()

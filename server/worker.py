@@ -65,17 +65,30 @@ async def run_worker(settings: Settings) -> None:
     await site.start()
     port = runner.addresses[0][1]
     print(f"{LISTENING}http://127.0.0.1:{port}", flush=True)
-    log.info(
-        "worker %s serving rooms on 127.0.0.1:%d (pid %d)", settings.worker_index, port, os.getpid()
-    )
+    log.info("serving rooms on 127.0.0.1:%d (pid %d)", port, os.getpid())
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    # SIGTERM comes from the supervisor (or the kernel, if the supervisor died). Ctrl-C reaches
+    # the whole process group: the supervisor stops the workers itself, in order, and must not
+    # see them exit on their own first (it would report them dead and replace them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+class WorkerTag(logging.Filter):
+    """Says which worker a log line comes from (all workers share the server's stderr)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.prefix = f"[worker {index}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and not record.msg.startswith(self.prefix):
+            record.msg = self.prefix + record.msg
+        return True
 
 
 def main() -> None:
@@ -83,6 +96,8 @@ def main() -> None:
     settings = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
     assert isinstance(settings, Settings) and settings.worker_index is not None
     configure_logging(settings)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(WorkerTag(settings.worker_index))
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
