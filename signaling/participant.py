@@ -56,6 +56,8 @@ class Participant:
     """Proves a reconnecting socket is this participant (sent only to it, in `joined`)."""
     reconnecting: bool = False
     """The connection dropped; the place is kept for the reconnect grace period."""
+    drops: int = 0
+    """How many times its connection dropped: a grace period belongs to one drop."""
     publisher: PublisherPeer | None = None
     subscriber: SubscriberPeer | None = None
     _awaiting_answer: bool = False

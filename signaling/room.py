@@ -158,6 +158,7 @@ class Room:
         if self.participants.get(participant.id) is not participant or participant.reconnecting:
             return
         participant.reconnecting = True
+        participant.drops += 1
         for publication in list(participant.publications.values()):
             await self._retire(participant, publication, "reconnecting", announce=False)
             participant.suspended[publication.id] = publication
@@ -555,13 +556,16 @@ class RoomRegistry:
         return self._locks.setdefault(room_id, asyncio.Lock())
 
     def expire_later(self, room: Room, participant: Participant) -> None:
-        """Remove a reconnecting participant once the grace period passes without it."""
+        """Remove a reconnecting participant once the grace period of this drop passes without
+        it (back and dropped again meanwhile: the later drop's own grace period counts)."""
+        drop = participant.drops
 
         async def expire() -> None:
             async with self.lock(room.id):
                 if (
                     room.participants.get(participant.id) is participant
                     and participant.reconnecting
+                    and participant.drops == drop
                 ):
                     await room.remove(participant, "networkDisconnected")
                     self.drop_if_empty(room)

@@ -175,3 +175,32 @@ async def test_a_pinging_client_that_goes_silent_is_reconnecting_for_the_others(
     finally:
         await b.leave()
         await a.close()
+
+
+async def test_a_second_drop_gets_a_grace_period_of_its_own(
+    inprocess_server: InProcessServer,
+) -> None:
+    """Back, then dropped again: the first drop's expiry must not cut the second gap short."""
+    inprocess_server.registry.reconnect_grace_s = 1.5
+    a = await connect(inprocess_server, "flaky", "student")
+    b = await connect(inprocess_server, "flaky", "mentor")
+    clients = [b]
+    try:
+        await drop(a)  # first drop: its grace period ends 1.5 s from now
+        await asyncio.sleep(0.5)
+        back = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("flaky", "student"), room="flaky"
+        )
+        await back.connect(resume=a.resume_ticket)
+        await asyncio.sleep(0.5)
+        await drop(back)  # second drop, 1.0 s after the first
+        await asyncio.sleep(1.0)  # past the first drop's deadline, inside the second's
+        assert not [m for m in b.events.messages if m["type"] == "participant-left"]
+        again = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("flaky", "student"), room="flaky"
+        )
+        clients.append(again)
+        joined = await again.connect(resume=back.resume_ticket)
+        assert joined["resumed"] is True and joined["participant"]["id"] == a.participant_id
+    finally:
+        await asyncio.gather(*(c.leave() for c in clients))
