@@ -226,16 +226,27 @@ async def json_errors(
     if not request.path.startswith(("/api/", "/v2/")):
         return await handler(request)
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(
+        response = error_response(
             ApiError(exc.status, exc.reason.lower().replace(" ", "-"), exc.reason)
         )
     except Exception:
         log.exception("API request failed: %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal", "server error"))
+    if response.status in (401, 403):
+        # An audit trail of refused credentials: who and where, never the credential (the
+        # path carries none; query strings and headers are left out).
+        log.warning(
+            "refused %s %s: %d from %s",
+            request.method,
+            request.path,
+            response.status,
+            request.remote,
+        )
+    return response
 
 
 # ---- OpenAPI ----------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class Connection:
                 ErrorCode.TOKEN_EXPIRED,
                 ErrorCode.WRONG_ROOM,
             ):
+                log.warning("refused a join: %s (%s)", error.code.value, error.reason)
                 await self._end(CLOSE_UNAUTHORIZED, error.code.value)
         except Exception:
             log.exception("signaling message failed")
