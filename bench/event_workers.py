@@ -8,11 +8,10 @@ benchmark's events. The chat benchmark and the load test have events of their ow
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from bench.processes import ProcessGroup, Worker
 
@@ -25,23 +24,7 @@ class EventWorker(Worker):
 
     async def receive(self, timeout_s: float) -> Any:
         assert self.events is not None
-        stdout = self.process.stdout
-        assert stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self.failure(f"no event within {timeout_s:.0f} s")
-            try:
-                line = await asyncio.wait_for(stdout.readline(), remaining)
-            except TimeoutError:
-                raise self.failure(f"no event within {timeout_s:.0f} s") from None
-            if not line:
-                raise self.failure("its output ended")
-            try:
-                return self.events.validate_json(line)
-            except ValidationError as exc:
-                raise self.failure(f"unexpected output {line[:200]!r}: {exc}") from exc
+        return await self.receive_as(self.events, timeout_s)
 
 
 async def start_event_worker(

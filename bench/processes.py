@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import psutil
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bench.messages import EVENT, Event, Failed
 
@@ -30,6 +30,7 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 E = TypeVar("E", bound=BaseModel)
+T = TypeVar("T")
 
 
 class BenchmarkError(RuntimeError):
@@ -112,6 +113,11 @@ class Worker(Child):
             raise self.failure(f"cannot write to it: {exc}") from exc
 
     async def receive(self, timeout_s: float) -> Event:
+        """The next event line, validated against the forwarding benchmark's `EVENT`."""
+        return await self.receive_as(EVENT, timeout_s)
+
+    async def receive_as(self, events: TypeAdapter[T], timeout_s: float) -> T:
+        """The next line the worker prints, validated by `events`."""
         stdout = self.process.stdout
         assert stdout is not None
         deadline = time.monotonic() + timeout_s
@@ -126,7 +132,7 @@ class Worker(Child):
             if not line:
                 raise self.failure("its output ended")
             try:
-                return EVENT.validate_json(line)
+                return events.validate_json(line)
             except ValidationError as exc:
                 raise self.failure(f"unexpected output {line[:200]!r}: {exc}") from exc
 
