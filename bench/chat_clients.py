@@ -1,10 +1,11 @@
 """Chat benchmark worker: several participants in one process, sending and receiving chat.
 
 Run as `python -m bench.chat_clients`; reads a `ChatClientsConfig` line on stdin, then commands
-(bench/chat_messages.py). Each seat is a `ParloirClient` (no media) whose chat frames are read
-straight off the data channel: the arrival time is taken there, before any other work, and the
-client's own per-message bookkeeping (a list entry and a wake-up task per message) is left out
-so that thousands of messages a second do not cost the measuring process more than they must.
+(bench/chat_messages.py). Each seat is a `ParloirClient` (no media) whose chat frames come to its
+`on_chat` straight off the data channel: the arrival time is taken there, before any other work,
+and the client's own per-message bookkeeping (a list entry and a wake-up task per message) is
+left out so that thousands of messages a second do not cost the measuring process more than
+they must.
 
 A message's text is `phase|sender|number|sent_at|`, `sent_at` being `time.monotonic()` just
 before the send: one clock for every process on the machine, so arrival minus `sent_at` is the
@@ -19,7 +20,6 @@ import json
 import logging
 import time
 from collections import Counter
-from typing import Any
 
 from bench.chat_messages import (
     COMMAND,
@@ -78,22 +78,18 @@ class ChatSeatProbe:
     def __init__(self, config: ChatClientsConfig, seat: ChatSeat) -> None:
         self.seat = seat
         self.client = ParloirClient(
-            config.url, token=seat.token, room=config.room, name=f"chat-{seat.role}-{seat.index}"
+            config.url,
+            token=seat.token,
+            room=config.room,
+            name=f"chat-{seat.role}-{seat.index}",
+            on_chat=self._frame,
         )
-        # Registered after the client's own handler, so it runs second and can take over.
-        self.client.subscriber_pc.on("datachannel", self._datachannel)
         self.phases: dict[str, SeatPhase] = {}
         self.refused: Counter[str] = Counter()
         self.relayed_bytes: int | None = None
         self.history = asyncio.Event()
         self._last_number: dict[tuple[str, int], int] = {}
         self._last_seq: dict[str, int] = {}
-
-    def _datachannel(self, channel: Any) -> None:
-        if channel.label != "chat":
-            return
-        channel.remove_all_listeners("message")
-        channel.on("message", self._frame)
 
     def _frame(self, raw: str | bytes) -> None:
         arrived = time.monotonic()

@@ -64,6 +64,7 @@ class ParloirClient:
         room: str,
         name: str | None = None,
         on_track: Callable[[ReceivedTrack], None] | None = None,
+        on_chat: Callable[[str | bytes], None] | None = None,
         ssl: Any = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -76,6 +77,9 @@ class ParloirClient:
         self.publisher_pc: RTCPeerConnection | None = None
         self.received: dict[tuple[str, str], ReceivedTrack] = {}
         self._on_track = on_track
+        self.on_chat = on_chat
+        """Given each raw frame of the chat channel as it arrives, instead of recording it in
+        `events` (a load tool keeps its own tally and skips the per-message bookkeeping)."""
         self._ssl = ssl
         self._mid_map: dict[str, dict[str, Any]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -246,7 +250,13 @@ class ParloirClient:
     def _datachannel(self, channel: Any) -> None:
         if channel.label == "chat":
             self.chat_channel = channel
-            channel.on("message", lambda raw: self._record(json.loads(raw)))
+            channel.on("message", self._chat_frame)
+
+    def _chat_frame(self, raw: str | bytes) -> None:
+        if self.on_chat is not None:
+            self.on_chat(raw)
+        else:
+            self._record(json.loads(raw))
 
     async def wait_for_chat_channel(self, timeout: float = 10.0) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
