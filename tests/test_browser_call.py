@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -22,10 +21,11 @@ from tests.support.browser import (
     CHROMIUM,
     INBOUND_RTP_JS,
     SELECTED_PAIR_JS,
+    CallParticipant,
     best_match_rmse,
     inbound_rtp,
-    join_from_waiting_room,
     launched_chromium,
+    open_call_page,
     remote_video_handle_js,
     video_thumbnail,
     wait_until,
@@ -64,31 +64,6 @@ def fake_devices(tmp_path: Path) -> FakeDevices:
     return FakeDevices(clip, tone, reference)
 
 
-@dataclass
-class CallPage:
-    """One browser page in the call, and what it reported along the way."""
-
-    name: str
-    page: Any
-    page_errors: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-
-    async def participant_id(self) -> str:
-        return str(await self.page.evaluate("window.parloir.participantId"))
-
-    def tile(self, participant_id: str) -> Any:
-        """The tile this page shows for a remote participant (a Playwright locator)."""
-        return self.page.locator(f'figure[data-participant-id="{participant_id}"]')
-
-    async def assert_no_errors(self) -> None:
-        errors = await self.page.evaluate("window.parloir.errors")
-        server_errors = await self.page.evaluate("window.parloir.serverErrors")
-        details = f"{self.name}: console tail {self.console[-15:]}"
-        assert errors == [], f"{errors}; {details}"
-        assert self.page_errors == [], f"{self.page_errors}; {details}"
-        assert server_errors == [], f"{server_errors}; {details}"
-
-
 def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
     """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
@@ -102,26 +77,14 @@ async def open_call(
     query: str = "",
     *,
     publishes: bool = True,
-) -> CallPage:
-    """Open the call page with a fresh token; wait until joined (and published)."""
-    token = server.token(ROOM, identity, "publisher", name=name)
-    page = await browser.new_page(viewport={"width": 960, "height": 540})
-    call = CallPage(name=name, page=page)
-    page.on("pageerror", lambda error: call.page_errors.append(str(error)))
-    page.on("console", lambda message: call.console.append(f"{message.type}: {message.text}"))
-    await page.goto(f"{server.url}/room/{ROOM}?token={quote(token)}{query}")
-    # A call link opens the waiting room first: join from there, as a user does.
-    await join_from_waiting_room(page)
-    ready = "window.parloir.publicationId" if publishes else "true"
-    await wait_until(
-        page,
-        f"() => window.parloir && window.parloir.phase === 'joined' && {ready}",
-        what=f"{name} to join" + (" and publish" if publishes else ""),
+) -> CallParticipant:
+    """Open the call page of ROOM with a fresh token; wait until joined (and published)."""
+    return await open_call_page(
+        browser, server, ROOM, identity, name, query=query, publishes=publishes, viewport=(960, 540)
     )
-    return call
 
 
-async def wait_for_remote_video(viewer: CallPage, publisher_id: str) -> None:
+async def wait_for_remote_video(viewer: CallParticipant, publisher_id: str) -> None:
     """The viewer's tile for `publisher_id` plays decoded frames."""
     await wait_until(
         viewer.page,
@@ -133,7 +96,7 @@ async def wait_for_remote_video(viewer: CallPage, publisher_id: str) -> None:
     )
 
 
-async def video_progress(viewer: CallPage, publisher_id: str) -> tuple[float, float]:
+async def video_progress(viewer: CallParticipant, publisher_id: str) -> tuple[float, float]:
     """(currentTime of the remote <video>, inbound-rtp video framesDecoded)."""
     played = await viewer.page.evaluate(f"() => {remote_video_handle_js(publisher_id)}.currentTime")
     stats = await inbound_rtp(viewer.page, "video")
@@ -141,7 +104,9 @@ async def video_progress(viewer: CallPage, publisher_id: str) -> tuple[float, fl
     return float(played), float(stats["framesDecoded"])
 
 
-async def astronaut_rmse(viewer: CallPage, publisher_id: str, reference: np.ndarray) -> list[float]:
+async def astronaut_rmse(
+    viewer: CallParticipant, publisher_id: str, reference: np.ndarray
+) -> list[float]:
     """Best-frame RMSE of three samples, 0.2 s apart, of what the viewer shows for publisher."""
     scores = []
     for _ in range(3):
