@@ -251,9 +251,16 @@ class SessionStore:
     async def list_sessions(
         self, where: SessionFilter, offset: int, limit: int
     ) -> tuple[list[Session], int]:
-        clauses, params = _session_clauses(where)
-        sql_where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        total = (await self._one(f"SELECT COUNT(*) FROM sessions{sql_where}", tuple(params)))[0]
+        sql_where, params = _where(
+            {
+                "status = ?": where.status,
+                "type = ?": where.type,
+                "scheduled_start >= ?": where.start_from,
+                "scheduled_start < ?": where.start_to,
+                "EXISTS (SELECT 1 FROM json_each(sessions.tags) WHERE value = ?)": where.tag,
+            }
+        )
+        total = (await self._one(f"SELECT COUNT(*) FROM sessions{sql_where}", params))[0]
         rows = await self._all(
             f"SELECT * FROM sessions{sql_where} ORDER BY scheduled_start DESC, id LIMIT ? OFFSET ?",
             (*params, limit, offset),
@@ -465,26 +472,17 @@ class SessionStore:
     async def list_bug_reports(
         self, where: BugReportFilter, offset: int, limit: int
     ) -> tuple[list[tuple[BugReport, Session]], int]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.category:
-            clauses.append("b.category = ?")
-            params.append(where.category)
-        if where.session_type:
-            clauses.append("s.type = ?")
-            params.append(where.session_type)
-        if where.created_from is not None:
-            clauses.append("b.created_at >= ?")
-            params.append(where.created_from)
-        if where.created_to is not None:
-            clauses.append("b.created_at < ?")
-            params.append(where.created_to)
-        if where.blocking is not None:
-            clauses.append("b.blocking = ?")
-            params.append(int(where.blocking))
-        sql_where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql_where, params = _where(
+            {
+                "b.category = ?": where.category,
+                "s.type = ?": where.session_type,
+                "b.created_at >= ?": where.created_from,
+                "b.created_at < ?": where.created_to,
+                "b.blocking = ?": None if where.blocking is None else int(where.blocking),
+            }
+        )
         base = f"FROM bug_reports b JOIN sessions s ON s.id = b.session_id{sql_where}"
-        total = (await self._one(f"SELECT COUNT(*) {base}", tuple(params)))[0]
+        total = (await self._one(f"SELECT COUNT(*) {base}", params))[0]
         rows = await self._all(
             f"SELECT b.*, s.id AS sid {base} ORDER BY b.created_at DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
@@ -540,22 +538,8 @@ class SessionStore:
         return report
 
 
-def _session_clauses(where: SessionFilter) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if where.status:
-        clauses.append("status = ?")
-        params.append(where.status)
-    if where.type:
-        clauses.append("type = ?")
-        params.append(where.type)
-    if where.start_from is not None:
-        clauses.append("scheduled_start >= ?")
-        params.append(where.start_from)
-    if where.start_to is not None:
-        clauses.append("scheduled_start < ?")
-        params.append(where.start_to)
-    if where.tag:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(sessions.tags) WHERE value = ?)")
-        params.append(where.tag)
-    return clauses, params
+def _where(conditions: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """` WHERE a AND b` of the conditions (SQL with one `?` each) whose value is given (neither
+    None nor empty), and their parameters in order; "" when none is."""
+    given = {sql: value for sql, value in conditions.items() if value is not None and value != ""}
+    return (f" WHERE {' AND '.join(given)}" if given else ""), tuple(given.values())
