@@ -16,7 +16,7 @@ from server.api_models import (
 )
 from server.keys import BUG_CATEGORIES, STORE
 from server.report_validation import ReportRuleError, check_validation
-from server.session_metrics import DROP_REASONS, session_metrics
+from server.session_metrics import DROP_REASONS, SessionMetrics, session_metrics
 from server.session_store import EXCEPTION_TAG, SUSPECTED_FALLBACK_TAG, Session, SessionStore
 
 routes = ApiRoutes()
@@ -178,11 +178,14 @@ async def _mentor_session(ctx: RequestContext) -> Session:
     return session
 
 
-async def _report_view(store: SessionStore, session: Session) -> dict[str, Any]:
+async def _metrics_now(store: SessionStore, session: Session) -> SessionMetrics:
+    """What the session's telemetry says so far (whether video was used, among others)."""
     events = await store.events_for_room(session.room_id)
-    metrics = session_metrics(
-        events, session.mentor_identity, session.student_identity, time.time()
-    )
+    return session_metrics(events, session.mentor_identity, session.student_identity, time.time())
+
+
+async def _report_view(store: SessionStore, session: Session) -> dict[str, Any]:
+    metrics = await _metrics_now(store, session)
     report = await store.get_report(session.id)
     return {
         "session": session.describe(),
@@ -245,10 +248,7 @@ async def validate_report(ctx: RequestContext) -> dict[str, Any]:
         raise ApiError(409, "no-report", "write the report before validating it")
     if report.validated_at is not None:
         raise ApiError(409, "already-validated", "the report was already validated")
-    events = await store.events_for_room(session.room_id)
-    metrics = session_metrics(
-        events, session.mentor_identity, session.student_identity, time.time()
-    )
+    metrics = await _metrics_now(store, session)
     try:
         check_validation(
             video_used=metrics.video_used,
