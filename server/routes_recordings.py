@@ -20,6 +20,7 @@ from server.api_models import RecordingQuery, RecordingStart
 from server.keys import RECORDINGS, SETTINGS, STORE
 from server.recording_store import Recording
 from server.recordings import RecordingError, RecordingOptions, RecordingService
+from server.routes_sessions import load_session
 
 routes = ApiRoutes()
 
@@ -54,10 +55,14 @@ def refusal(exc: RecordingError) -> ApiError:
 def signed_download_path(secret: str, recording_id: str, now: float | None = None) -> str:
     """A download link that works without credentials for 10 minutes (Vonage's archive `url`)."""
     expires = int((now or time.time()) + SIGNED_URL_TTL_S)
-    signature = hmac.new(
+    signature = _signature(secret, recording_id, str(expires))
+    return f"/recordings/{recording_id}/file?expires={expires}&sig={signature}"
+
+
+def _signature(secret: str, recording_id: str, expires: str) -> str:
+    return hmac.new(
         secret.encode(), f"{recording_id}:{expires}".encode(), hashlib.sha256
     ).hexdigest()
-    return f"/recordings/{recording_id}/file?expires={expires}&sig={signature}"
 
 
 def _signature_ok(secret: str, recording_id: str, expires: str, signature: str) -> bool:
@@ -66,10 +71,7 @@ def _signature_ok(secret: str, recording_id: str, expires: str, signature: str) 
             return False
     except ValueError:
         return False
-    expected = hmac.new(
-        secret.encode(), f"{recording_id}:{expires}".encode(), hashlib.sha256
-    ).hexdigest()
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(_signature(secret, recording_id, expires), signature)
 
 
 @routes.route(
@@ -122,10 +124,7 @@ async def list_recordings(ctx: RequestContext) -> dict[str, Any]:
     query: RecordingQuery = ctx.query
     room_id = query.room_id
     if query.session_id:
-        session = await ctx.app[STORE].get_session(query.session_id)
-        if session is None:
-            raise ApiError(404, "unknown-session", f"no session {query.session_id!r}")
-        room_id = session.room_id
+        room_id = (await load_session(ctx.app[STORE], query.session_id)).room_id
     rows, total = await service(ctx).store.list_recordings(
         room_id=room_id, offset=query.offset, limit=query.limit
     )
