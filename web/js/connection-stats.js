@@ -7,7 +7,7 @@ function sum(values) {
 }
 
 /** The selected ICE candidate pair of a stats report (via transport.selectedCandidatePairId). */
-function selectedPair(report) {
+export function selectedPair(report) {
   let pairId = null;
   report.forEach((entry) => {
     if (entry.type === "transport" && entry.selectedCandidatePairId) {

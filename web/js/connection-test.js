@@ -6,6 +6,7 @@
 // going on (signaling or ICE hung, a getStats pending), and skip() ends it at once. Either way
 // the test's peer connections, socket and tracks are released.
 
+import { selectedPair } from "./connection-stats.js";
 import { LoopbackSession } from "./loopback-session.js";
 import { isStable, summarize, verdict } from "./quality-formulas.js";
 
@@ -33,16 +34,6 @@ function ofType(report, type) {
   const out = [];
   if (report) report.forEach((entry) => entry.type === type && out.push(entry));
   return out;
-}
-
-function selectedPair(report) {
-  let pairId = null;
-  report.forEach((entry) => {
-    if (entry.type === "transport" && entry.selectedCandidatePairId) {
-      pairId = entry.selectedCandidatePairId;
-    }
-  });
-  return pairId ? report.get(pairId) || null : null;
 }
 
 function sumOf(entries, key) {
