@@ -5,7 +5,8 @@ different workers (the stored placement names the worker processes, children of 
 both carry media end to end through the public port with the media itself going straight to
 the owning worker's UDP sockets; SIGKILL of one worker ends only its rooms — the other room's
 subscriber keeps decoding fresh frames — the server says so (ERROR line, metrics, readyz) and
-closes the dead rooms' telemetry, replaces the worker, and a new room is served afterwards.
+closes the dead rooms' telemetry and fails their recordings (never the live worker's),
+replaces the worker, and a new room is served afterwards.
 """
 
 from __future__ import annotations
@@ -92,6 +93,17 @@ async def _metric(url: str, name: str) -> dict[str, float]:
     }
 
 
+async def _api(server: ServerProcess, method: str, path: str, body: object = None) -> dict:
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, server.url + path, json=body, headers=headers) as response,
+    ):
+        payload: dict = await response.json()
+        assert response.status < 300, (response.status, payload)
+        return payload
+
+
 def _placements(server: ServerProcess) -> dict[str, tuple[int, int]]:
     with sqlite3.connect(server.data_dir / "parloir.sqlite3") as db:
         rows = db.execute("SELECT room_id, worker, worker_pid FROM room_placements").fetchall()
@@ -149,6 +161,17 @@ async def test_killing_one_worker_ends_only_its_rooms_and_the_server_reports_and
         placements = _placements(two_workers)
         doomed_worker, doomed_pid = placements["defence-a"]
         assert placements["defence-b"][0] != doomed_worker
+        # Both rooms are recorded, through the edge to their workers.
+        recordings = {
+            room.room: await _api(
+                two_workers,
+                "POST",
+                f"/api/rooms/{room.room}/recordings",
+                {"output_mode": "individual"},
+            )
+            for room in (doomed, survivor)
+        }
+        await asyncio.sleep(2)
 
         os.kill(doomed_pid, signal.SIGKILL)
         statuses = []
@@ -195,6 +218,21 @@ async def test_killing_one_worker_ends_only_its_rooms_and_the_server_reports_and
                 " AND json_extract(data, '$.reason') = 'serverStopped'"
             ).fetchall()
         assert sorted(left) == [("defence-a", "defence-a-pub"), ("defence-a", "defence-a-sub")]
+        # The dead room's recording is failed (playable up to the kill); the live one's is not
+        # touched, and finishes normally.
+        lost = await _api(two_workers, "GET", f"/api/recordings/{recordings['defence-a']['id']}")
+        assert lost["status"] == "failed" and lost["duration_s"] > 1.0, lost
+        kept = recordings["defence-b"]["id"]
+        assert (await _api(two_workers, "GET", f"/api/recordings/{kept}"))["status"] == "started"
+        await _api(two_workers, "POST", f"/api/recordings/{kept}/stop")
+        deadline = time.monotonic() + 20
+        while (row := await _api(two_workers, "GET", f"/api/recordings/{kept}"))["status"] in (
+            "started",
+            "stopped",
+        ):
+            assert time.monotonic() < deadline, row
+            await asyncio.sleep(0.2)
+        assert row["status"] == "available" and row["duration_s"] > 2.0, row
 
         late = CallRoom(two_workers, "defence-c")
         await late.start()
