@@ -1,7 +1,7 @@
 """The full-count fuzz run: `python -m bench.fuzz --inputs 10000`.
 
 Generated hostile input against real `parloir serve` processes, the same generators and judges
-as tests/test_fuzz_signaling.py and tests/test_fuzz_api.py (tests/support/fuzz.py), at a count
+as tests/test_fuzz_signaling.py and tests/test_fuzz_api.py (tests/support/fuzz/), at a count
 `make test` cannot afford. Prints inputs tried, failures (each kind once, with the smallest
 input that showed it) and the duration; `--json` keeps every reproducer whole.
 
@@ -155,26 +155,6 @@ def run_rest_areas(areas: list[str], quota: dict[str, int], seed: int | None) ->
         vonage = fuzz.LiveVonageSession(server.url, API_KEY, API_SECRET)
         loop.run(vonage.start(), timeout=120)
         document = fuzz.http_request(server.url, "GET", "/openapi.json").json()
-        secrets_ = [server.secret, server.api_key, server.staff_token, API_SECRET]
-
-        def traversal(report: Any) -> Callable[[str], None]:
-            headers = {
-                "Authorization": f"Bearer {server.api_key}",
-                "Cookie": f"parloir_staff={server.staff_token}",
-            }
-
-            def run_one(segment: str) -> None:
-                report.examples += 1
-                for route, target in fuzz.traversal_targets(segment, server.secret):
-                    report.inputs += 1
-                    reply = fuzz.http_request(server.url, "GET", target, headers=headers)
-                    for kind, detail in fuzz.judge_traversal(reply, secrets_):
-                        report.fail(f"{kind} [{route}]", detail, f"GET {target}")
-                for what, line in log.new_problems():
-                    report.fail(f"server log: {what}", line, segment)
-
-            return run_one
-
         for area in areas:
             report = fuzz.FuzzReport(area)
             if area == "openapi":
@@ -190,7 +170,8 @@ def run_rest_areas(areas: list[str], quota: dict[str, int], seed: int | None) ->
                 fuzzer = fuzz.VonageFuzzer(vonage, loop, log, report)
                 strategy, run_one = fuzz.vonage_calls(API_KEY, API_SECRET), fuzzer.run
             else:
-                strategy, run_one = fuzz.traversal_ids(), traversal(report)
+                fuzzer = fuzz.TraversalFuzzer(server, log, report, other_secrets=[API_SECRET])
+                strategy, run_one = fuzz.traversal_ids(), fuzzer.run
             started = time.monotonic()
             until_quota(
                 report,

@@ -157,26 +157,9 @@ def test_climbing_paths_are_refused_on_every_file_route(target: Target, segment:
 
 
 def test_generated_climbing_paths_are_refused(target: Target) -> None:
-    server = target.server
     report = fuzz.FuzzReport("path traversal")
-    log = target.log()
-    secrets_ = [server.secret, server.api_key, server.staff_token, API_SECRET]
-    headers = {
-        "Authorization": f"Bearer {server.api_key}",
-        "Cookie": f"parloir_staff={server.staff_token}",
-    }
-
-    def run_one(segment: str) -> None:
-        report.examples += 1
-        for route, request_target in fuzz.traversal_targets(segment, server.secret):
-            report.inputs += 1
-            reply = fuzz.http_request(server.url, "GET", request_target, headers=headers)
-            for kind, detail in fuzz.judge_traversal(reply, secrets_):
-                report.fail(f"{kind} [{route}]", detail, f"GET {request_target}")
-        for what, line in log.new_problems():
-            report.fail(f"server log: {what}", line, segment)
-
-    run_area(target, report, fuzz.traversal_ids(), run_one, examples=40)
+    fuzzer = fuzz.TraversalFuzzer(target.server, target.log(), report, other_secrets=[API_SECRET])
+    run_area(target, report, fuzz.traversal_ids(), fuzzer.run, examples=40)
 
 
 def tiny_mp4() -> bytes:
