@@ -18,6 +18,7 @@ async def painted_indices(
     indices: list[int | None] = []
     for _ in range(frames):
         frame = await asyncio.wait_for(track.recv(), timeout_s)
+        assert isinstance(frame, av.VideoFrame), f"{track.kind} track gave {frame!r}"
         indices.append(read_frame_index(frame))
     return indices
 
@@ -34,7 +35,12 @@ def dominant_frequency(frames: list[av.AudioFrame]) -> float:
 async def audio_frames(
     track: MediaStreamTrack, count: int, timeout_s: float = 10
 ) -> list[av.AudioFrame]:
-    return [await asyncio.wait_for(track.recv(), timeout_s) for _ in range(count)]
+    frames = []
+    for _ in range(count):
+        frame = await asyncio.wait_for(track.recv(), timeout_s)
+        assert isinstance(frame, av.AudioFrame), f"{track.kind} track gave {frame!r}"
+        frames.append(frame)
+    return frames
 
 
 def assert_painted_sequence(indices: list[int | None], minimum_readable: float = 0.9) -> None:
