@@ -37,8 +37,7 @@ from bench.chat_messages import (
     Tallied,
     Tally,
 )
-from bench.messages import Failed
-from bench.processes import describe_error, emit, open_commands
+from bench.processes import describe_error, emit, serve_worker
 from signaling.client import ParloirClient
 
 log = logging.getLogger(__name__)
@@ -246,13 +245,7 @@ async def main() -> None:
     from media.ice import configure_gathering
 
     configure_gathering(["127.0.0.1"])
-    commands = await open_commands()
-    try:
-        config = ChatClientsConfig.model_validate_json(await commands.readline())
-        await serve(config, commands)
-    except Exception as exc:
-        emit(Failed(error=describe_error(exc)))
-        raise
+    await serve_worker(ChatClientsConfig, serve)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ from bench.loadtest_media import (
     parse_identity,
     read_marks,
 )
-from bench.messages import Failed
-from bench.processes import describe_error, emit, open_commands
+from bench.processes import describe_error, emit, serve_worker
 from media import aiortc_hooks
 from media.forwarding import EncodedFrameTap
 from media.ice import configure_gathering
@@ -341,6 +340,7 @@ class LoadParticipants:
 
 
 async def serve(config: msg.LoadConfig, commands: asyncio.StreamReader) -> None:
+    configure_gathering(config.ice_addresses)
     participants = LoadParticipants(config)
     try:
         while line := await commands.readline():
@@ -357,14 +357,7 @@ async def serve(config: msg.LoadConfig, commands: asyncio.StreamReader) -> None:
 
 
 async def main() -> None:
-    commands = await open_commands()
-    try:
-        config = msg.LoadConfig.model_validate_json(await commands.readline())
-        configure_gathering(config.ice_addresses)
-        await serve(config, commands)
-    except Exception as exc:
-        emit(Failed(error=describe_error(exc)))
-        raise
+    await serve_worker(msg.LoadConfig, serve)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 E = TypeVar("E", bound=BaseModel)
 T = TypeVar("T")
+C = TypeVar("C", bound=BaseModel)
 
 
 class BenchmarkError(RuntimeError):
@@ -241,3 +243,17 @@ async def open_commands() -> asyncio.StreamReader:
 
 def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def serve_worker(
+    config_type: type[C], serve: Callable[[C, asyncio.StreamReader], Awaitable[None]]
+) -> None:
+    """Worker side: read the config line, then `serve(config, commands)` until it returns; any
+    failure is emitted as a `Failed` event (the benchmark reports it) before it propagates."""
+    commands = await open_commands()
+    try:
+        config = config_type.model_validate_json(await commands.readline())
+        await serve(config, commands)
+    except Exception as exc:
+        emit(Failed(error=describe_error(exc)))
+        raise

@@ -17,8 +17,8 @@ import aiortc.codecs.vpx
 import av
 import numpy as np
 
-from bench.messages import COMMAND, Counts, Failed, Mark, Published, PublisherConfig, Report
-from bench.processes import describe_error, emit, open_commands
+from bench.messages import COMMAND, Counts, Mark, Published, PublisherConfig, Report
+from bench.processes import emit, serve_worker
 from media.ice import configure_gathering
 from media.synthetic import BLOCK, PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient
@@ -99,6 +99,8 @@ class CountedToneAudioTrack(ToneAudioTrack):
 
 
 async def publish(config: PublisherConfig, commands: asyncio.StreamReader) -> None:
+    if config.bitrate is not None:
+        pin_encoder_bitrate(config.bitrate)
     client = ParloirClient(config.url, token=config.token, room=config.room, name="bench-publisher")
     video = (
         TexturedPaintedVideoTrack(config.width, config.height, config.fps, config.noise)
@@ -131,15 +133,7 @@ async def publish(config: PublisherConfig, commands: asyncio.StreamReader) -> No
 
 async def main() -> None:
     configure_gathering(["127.0.0.1"])
-    commands = await open_commands()
-    try:
-        config = PublisherConfig.model_validate_json(await commands.readline())
-        if config.bitrate is not None:
-            pin_encoder_bitrate(config.bitrate)
-        await publish(config, commands)
-    except Exception as exc:
-        emit(Failed(error=describe_error(exc)))
-        raise
+    await serve_worker(PublisherConfig, publish)
 
 
 if __name__ == "__main__":

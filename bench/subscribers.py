@@ -25,7 +25,6 @@ from bench.messages import (
     COMMAND,
     ContentCheck,
     Counts,
-    Failed,
     JoinResult,
     Mark,
     Ready,
@@ -33,7 +32,7 @@ from bench.messages import (
     SubscriberConfig,
     SubscriberSeat,
 )
-from bench.processes import describe_error, emit, open_commands
+from bench.processes import describe_error, emit, serve_worker
 from media import aiortc_hooks
 from media.forwarding import EncodedFrameTap
 from media.ice import configure_gathering
@@ -231,13 +230,7 @@ async def subscribe(config: SubscriberConfig, commands: asyncio.StreamReader) ->
 
 async def main() -> None:
     configure_gathering(["127.0.0.1"])
-    commands = await open_commands()
-    try:
-        config = SubscriberConfig.model_validate_json(await commands.readline())
-        await subscribe(config, commands)
-    except Exception as exc:
-        emit(Failed(error=describe_error(exc)))
-        raise
+    await serve_worker(SubscriberConfig, subscribe)
 
 
 if __name__ == "__main__":
