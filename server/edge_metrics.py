@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
 
 from server.keys import SETTINGS
-from server.metrics import _probe_writable
+from server.metrics import storage_problems
 from server.placement import RoomPlacements
 from server.storage import Database
 
@@ -136,17 +136,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    problems = []
-    try:
-        async with request.app[EDGE_DATABASE].connection.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
-    except Exception as exc:
-        problems.append(f"database: {exc}")
-    data_dir = request.app[SETTINGS].data_dir
-    try:
-        await asyncio.to_thread(_probe_writable, data_dir)
-    except OSError as exc:
-        problems.append(f"data dir {data_dir}: {exc}")
+    problems = await storage_problems(request.app[EDGE_DATABASE], request.app[SETTINGS].data_dir)
     workers = _supervisor(request.app).workers
     down = [w for w in workers if not w.up]
     for worker in down:

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from media.blur import BlurredSource
 from media.peers import PEER_CONNECTIONS
 from server.api import API_ERRORS
 from server.keys import DATABASE, RECORDINGS, REGISTRY, SETTINGS, WEBHOOKS
+from server.storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +179,24 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def storage_problems(database: Database, data_dir: Path) -> list[str]:
+    """What keeps a server from being ready on its own side: the database does not answer, or
+    the data directory cannot be written."""
     problems = []
     try:
-        async with request.app[DATABASE].connection.execute("SELECT 1") as cursor:
+        async with database.connection.execute("SELECT 1") as cursor:
             await cursor.fetchone()
     except Exception as exc:
         problems.append(f"database: {exc}")
-    data_dir = request.app[SETTINGS].data_dir
     try:
         await asyncio.to_thread(_probe_writable, data_dir)
     except OSError as exc:
         problems.append(f"data dir {data_dir}: {exc}")
+    return problems
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems = await storage_problems(request.app[DATABASE], request.app[SETTINGS].data_dir)
     status = 200 if not problems else 503
     return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
