@@ -13,7 +13,7 @@ from server.vonage_ids import decode_session_id
 from server.webhooks import WebhookOutbox
 from signaling.participant import Participant
 from signaling.publication import Publication
-from signaling.room import Room
+from signaling.room import NullObserver, Room
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ def stream_json(room: Room, publication: Publication) -> dict[str, Any]:
     }
 
 
-class VonageEvents:
-    """A RoomObserver posting Vonage-shaped events for rooms that are Vonage sessions."""
+class VonageEvents(NullObserver):
+    """A RoomObserver posting Vonage-shaped events for rooms that are Vonage sessions (joins,
+    leaves, streams; the other room events have no Vonage counterpart and are ignored)."""
 
     def __init__(self, projects: ProjectRegistry, outbox: WebhookOutbox) -> None:
         self._projects = projects
@@ -111,18 +112,6 @@ class VonageEvents:
                     "stream": stream_json(room, publication),
                 },
             )
-
-    def connection_failed(self, room: Room, participant: Participant, state: str) -> None:
-        return None
-
-    def room_closed(self, room: Room) -> None:
-        return None
-
-    def participant_suspended(self, room: Room, participant: Participant) -> None:
-        return None
-
-    def participant_resumed(self, room: Room, participant: Participant) -> None:
-        return None
 
     async def drain(self) -> None:
         if self._tasks:

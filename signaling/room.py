@@ -71,6 +71,9 @@ class RecordingControl(Protocol):
 
 
 class NullObserver:
+    """A RoomObserver that ignores every event: a room's default, and the base of an observer
+    that cares about some events only."""
+
     def participant_joined(self, room: Room, participant: Participant) -> None:
         return None
 
