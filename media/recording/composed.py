@@ -11,6 +11,10 @@ Threads (per recorder):
   the audio span, encodes (libx264 + AAC) and muxes into a fragmented MP4. If it falls more
   than a second behind it skips ticks (counted) instead of building latency.
 
+A suspended track (its publisher is reconnecting) keeps its tile where it was, blank under its
+name, and is silent; once resumed its new source is drawn there again (never a picture frozen
+from before the gap).
+
 While recording the file is `composed.part.mp4` (fragments of `fragment_s`, flushed): a crash
 loses at most about `fragment_s + latency_s`. A clean `stop()` remuxes it (stream copy) into a
 fast-start `composed.mp4` and deletes the part file.
@@ -66,6 +70,7 @@ class _VideoInput:
         self.track = track
         self.decoder: Any = None
         self.expected_sequence = 1
+        self.epoch = 0
         self.awaiting_keyframe = False
         self.frames: deque[tuple[float, av.VideoFrame]] = deque(maxlen=VIDEO_FRAMES_KEPT)
         self.lock = threading.Lock()
@@ -75,11 +80,19 @@ class _VideoInput:
         self.dropped = 0
 
     def frame_at(self, t: float) -> av.VideoFrame | None:
-        """The latest frame at or before `t`; the previous one if nothing new (compose thread)."""
+        """The latest frame at or before `t`; the previous one if nothing new (compose thread).
+
+        None while the track is away (suspended), and after it came back until its new source's
+        first frame: a gap is drawn blank, not frozen."""
         with self.lock:
             while self.frames and self.frames[0][0] <= t:
                 self.current = self.frames.popleft()
-        return self.current[1] if self.current is not None else None
+        if self.current is None or self.track.away_at(t):
+            return None
+        back = self.track.back_since(t)
+        if back is not None and self.current[0] < back:
+            return None
+        return self.current[1]
 
 
 class _AudioInput:
@@ -89,6 +102,7 @@ class _AudioInput:
         self.resampler: Any = None
         self.timeline = AudioTimeline()
         self.expected_sequence = 1
+        self.epoch = 0
         self.decoded = 0
         self.dropped = 0
 
@@ -190,6 +204,7 @@ class CompositeRecorder(Recorder):
             for entry in self._manifest.tracks:
                 if entry.track_id == track.track_id:
                     entry.stop_offset_s = round(track.removed_at_s or 0.0, 3)
+                    entry.gaps = track.gap_list(track.removed_at_s or 0.0)
             self._manifest_dirty = True
 
     def _stop_requested(self, at_s: float) -> None:
@@ -237,6 +252,9 @@ class CompositeRecorder(Recorder):
                 video.dropped += 1
                 return
             video.awaiting_keyframe = False
+        if item.epoch != video.epoch:
+            video.epoch = item.epoch  # a resumed track's new source: a fresh decoder
+            video.decoder = None
         if video.decoder is None:
             video.decoder = av.CodecContext.create(DECODERS[video.track.info.codec], "r")
             video.decoder.thread_count = 1  # frame threads would add a frame of delay each
@@ -256,6 +274,9 @@ class CompositeRecorder(Recorder):
         if item.sequence != audio.expected_sequence:
             audio.dropped += item.sequence - audio.expected_sequence
         audio.expected_sequence = item.sequence + 1
+        if item.epoch != audio.epoch:
+            audio.epoch = item.epoch  # a resumed track's new source: a fresh decoder
+            audio.decoder = None
         if audio.decoder is None:
             audio.decoder = av.CodecContext.create(DECODERS["opus"], "r")
             audio.decoder.sample_rate = SAMPLE_RATE

@@ -2,9 +2,12 @@
 
 H.264 goes to fragmented MP4, VP8 to WebM, Opus to an audio-only WebM; `manifest.json` lists
 each file with its participant, publication, kind, codec and start/stop offsets from the
-recording start. A track removed and added again gets a new file (a new segment). Each video
-file starts at a keyframe; after a gap (writer behind, queue overflow) the writer skips to the
-next keyframe rather than write undecodable frames.
+recording start. A track removed and added again gets a new file (a new segment). A track
+suspended and resumed (its publisher reconnected, same stream id) goes on in the same file: the
+new source's frames are placed on the recording clock after the gap, so the file has one stream
+per track with a hole in its timestamps, as Vonage individual archives have one file per stream.
+Each video file starts at a keyframe; after a gap (writer behind, queue overflow, a resume) the
+writer skips to the next keyframe rather than write undecodable frames.
 
 Threads: one writer thread per recorder; all files are opened, written and closed there.
 """
@@ -50,9 +53,16 @@ class _SegmentFile:
     entry: TrackEntry
     container: Any = None
     stream: Any = None
-    first_pts: int = 0
+    pts_offset: int = 0
+    """Added to a packet's pts to give the file's (the first packet is at 0)."""
+    first_time_s: float = 0.0
+    """Recording time of the first packet written."""
+    epoch: int = 0
+    """The track source (`QueuedPacket.epoch`) whose pts `pts_offset` maps."""
     last_pts: int | None = None
     frame_ticks: int = 0
+    after_gap: bool = False
+    """The next packet written is the first after a resume: no frame length across the gap."""
     expected_sequence: int = 1
     awaiting_keyframe: bool = False
     failed: bool = False
@@ -146,6 +156,8 @@ class IndividualRecorder(Recorder):
             entry.dropped += 1
             if entry.kind == "video":
                 segment.awaiting_keyframe = True
+        if segment.container is not None and item.epoch != segment.epoch:
+            self._continue_after_gap(segment, item)
         if segment.awaiting_keyframe:
             if not item.keyframe:
                 entry.dropped += 1
@@ -154,11 +166,11 @@ class IndividualRecorder(Recorder):
         try:
             if segment.container is None:
                 self._open_file(segment, item)
-            pts = item.pts - segment.first_pts
+            pts = item.pts + segment.pts_offset
             if segment.last_pts is not None and pts <= segment.last_pts:
                 entry.dropped += 1  # out of order or repeated timestamp: muxer would refuse it
                 return
-            if segment.last_pts is not None:
+            if segment.last_pts is not None and not segment.after_gap:
                 segment.frame_ticks = pts - segment.last_pts
             segment.container.mux(
                 muxing.copy_packet(
@@ -171,6 +183,7 @@ class IndividualRecorder(Recorder):
             self._close(entry.track_id)
             return
         segment.last_pts = pts
+        segment.after_gap = False
         segment.bytes_written += len(item.data)
         entry.packets += 1
 
@@ -184,12 +197,27 @@ class IndividualRecorder(Recorder):
         entry.file = name
         stream, size = muxing.add_copy_stream(container, info.codec, info.clock_rate, first.data)
         segment.stream = stream
-        segment.first_pts = first.pts
+        segment.pts_offset = -first.pts
+        segment.first_time_s = first.time_s
+        segment.epoch = first.epoch
         # May be slightly negative: the frame was captured just before the recording started.
         entry.start_offset_s = round(first.time_s, 3)
         if size is not None:
             entry.width, entry.height = size
         self._manifest.write(self.directory)
+
+    def _continue_after_gap(self, segment: _SegmentFile, item: QueuedPacket) -> None:
+        """A resumed track's new source: its pts start afresh, so place its first frame by the
+        recording clock, after everything already written."""
+        segment.epoch = item.epoch
+        if segment.track.info.kind == "video" and not item.keyframe:
+            segment.awaiting_keyframe = True  # its first keyframe was lost: wait for the next
+        clock_rate = segment.track.info.clock_rate
+        wanted = round((item.time_s - segment.first_time_s) * clock_rate)
+        if segment.last_pts is not None:
+            wanted = max(wanted, segment.last_pts + max(segment.frame_ticks, 1))
+        segment.pts_offset = wanted - item.pts
+        segment.after_gap = True
 
     def _close(self, track_id: str) -> None:
         assert self._manifest is not None
@@ -205,6 +233,7 @@ class IndividualRecorder(Recorder):
             if entry.packets == 0:
                 (self.directory / entry.file).unlink(missing_ok=True)
                 entry.file = ""
+            entry.gaps = segment.track.gap_list(self.elapsed_s())
             if segment.last_pts is not None and entry.start_offset_s is not None:
                 clock_rate = segment.track.info.clock_rate
                 length = (segment.last_pts + segment.frame_ticks) / clock_rate

@@ -66,6 +66,9 @@ class TrackEntry:
     """Seconds from the recording start to this segment's first written frame."""
     stop_offset_s: float | None = None
     """Seconds from the recording start to the end of this segment's last frame."""
+    gaps: list[list[float]] = field(default_factory=list)
+    """[from, to] seconds from the recording start during which the track had no source (its
+    publisher was reconnecting); the segment goes on after each."""
     packets: int = 0
     """Encoded frames written."""
     dropped: int = 0

@@ -26,11 +26,13 @@ class QueuedPacket:
     data: bytes
     """The encoded frame (H.264 Annex-B access unit, VP8 frame, Opus packet)."""
     pts: int
-    """RTP-clock timestamp, zero-based per track, as the forwarder gave it."""
+    """RTP-clock timestamp, zero-based per track source, as the forwarder gave it."""
     keyframe: bool
     """Whether decoding can start here."""
     time_s: float
     """Where the frame sits on the recording's clock (seconds since the recording start)."""
+    epoch: int = 0
+    """Which source of the track sent it (+1 at each resume after a gap): pts restart with it."""
 
 
 class PacketQueue:

@@ -5,6 +5,8 @@ Lifecycle, all on the event loop:
     recorder.start()                                   # offset 0 of the recording
     track = recorder.attach(forwarder, info)           # or add_track(info, request_keyframe)
     ...                                                # forwarder pushes packets into `track`
+    recorder.suspend_track(track)                      # its publisher dropped, may come back
+    recorder.resume_track(track, new_forwarder)        # back: same file / tile, after a gap
     recorder.remove_track(track)                       # publication gone (or at stop, implied)
     result = await recorder.stop()                     # threads finish, files closed
 
@@ -62,7 +64,13 @@ class RecordingTrack:
         self.removed_at_s: float | None = None
         """Recording time at which it was removed (None while live)."""
         self.source: RecordableSource | None = None
-        """Set by `attach()`: unsubscribed on removal."""
+        """Set by `attach()` and `resume_track()`: unsubscribed on suspension and removal."""
+        self.suspended = False
+        """Its source ended and the same stream is expected back (`Recorder.suspend_track`)."""
+        self.gaps: list[tuple[float, float | None]] = []
+        """Recording times (from, to) the track was suspended; `to` is None while it is."""
+        self.epoch = 0
+        """+1 at every resume: the packets of a new source, whose pts start afresh."""
         self.skipped = 0
         """Frames ignored before the first keyframe."""
         self._recorder = recorder
@@ -96,11 +104,39 @@ class RecordingTrack:
             int(packet.pts),
             keyframe,
             self._timeline.place(int(packet.pts), arrival),
+            self.epoch,
         )
         dropped = self._queue.put_packet(item)
         if dropped is not None and dropped.track.info.kind == "video":
             # The thread will skip to the next keyframe of that track: ask for one now.
             dropped.track.request_keyframe(force=True)
+
+    def away_at(self, t: float) -> bool:
+        """Whether recording time `t` falls in one of the track's gaps."""
+        return any(start <= t and (end is None or t < end) for start, end in self.gaps)
+
+    def gap_list(self, until: float) -> list[list[float]]:
+        """The gaps as [from, to] rounded to the ms, one still open ending at `until` (manifest)."""
+        return [
+            [round(start, 3), round(end if end is not None else until, 3)]
+            for start, end in self.gaps
+        ]
+
+    def back_since(self, t: float) -> float | None:
+        """When the track last came back from a gap, at or before recording time `t`."""
+        ends = [end for _, end in self.gaps if end is not None and end <= t]
+        return max(ends) if ends else None
+
+    def _restart(self, request_keyframe: Callable[[], None] | None) -> None:
+        """A new source takes over (event loop): its pts are placed afresh, video waits for
+        its first keyframe."""
+        self.epoch += 1
+        self._request_keyframe = request_keyframe
+        self._last_request = -KEYFRAME_REQUEST_INTERVAL_S
+        self._awaiting_keyframe = self.info.kind == "video"
+        self._timeline = TrackTimeline(
+            self.info.clock_rate, self._recorder._started_monotonic, receive_delay_s(self.info.kind)
+        )
 
     def request_keyframe(self, force: bool = False) -> None:
         """Ask the publisher for a keyframe (event loop only; rate-limited unless forced)."""
@@ -188,12 +224,40 @@ class Recorder:
         source.add_consumer(track)
         return track
 
+    def suspend_track(self, track: RecordingTrack) -> None:
+        """Its source ended but the same stream is expected back (its publisher is
+        reconnecting): the track stays in the recording, a gap, until `resume_track` or
+        `remove_track`. Individual: its file stays open; composed: its tile keeps its place,
+        blank. Idempotent."""
+        if track.closed or track.suspended:
+            return
+        track.suspended = True
+        track.gaps.append((self.elapsed_s(), None))
+        if track.source is not None:
+            track.source.unsubscribe(track)
+            track.source = None
+
+    def resume_track(self, track: RecordingTrack, source: RecordableSource) -> None:
+        """The suspended stream is back with a new source: record it on, after the gap."""
+        if track.closed or not track.suspended:
+            raise RuntimeError(f"track {track.track_id} is not suspended")
+        track._restart(source.request_keyframe)
+        start, _ = track.gaps[-1]
+        track.gaps[-1] = (start, self.elapsed_s())
+        track.suspended = False
+        track.source = source
+        source.add_consumer(track)
+        track.request_keyframe(force=True)
+
     def remove_track(self, track: RecordingTrack) -> None:
         """Stop recording a track (its publication ended or was unpublished). Idempotent."""
         if track.closed:
             return
         track.closed = True
         track.removed_at_s = self.elapsed_s()
+        if track.suspended:
+            start, _ = track.gaps[-1]
+            track.gaps[-1] = (start, track.removed_at_s)
         if track.source is not None:
             track.source.unsubscribe(track)
         self._track_removed(track)
