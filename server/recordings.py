@@ -1,8 +1,11 @@
 """Recording rooms: starts and stops recorders, keeps their rows, tells everyone.
 
 The service is also a RoomObserver: publications that go live or end while a room is recorded
-are attached to or removed from its recorder; a room that closes stops its recording. Status
-changes are committed, then announced to participants and posted as webhooks.
+are attached to or removed from its recorder; a room that closes stops its recording. A
+publication whose publisher dropped (reconnecting) is suspended in the recorder, not removed:
+republished under the same id it goes on in the same file or tile after a gap; it is removed
+when its participant is (the grace period passed, or it left). Status changes are committed,
+then announced to participants and posted as webhooks.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from signaling.room import Room, RoomRegistry
 log = logging.getLogger(__name__)
 
 CLOCK_RATES = {"audio": 48000, "video": 90000}
+SUSPENDED = "reconnecting"
+"""The reason `Room.suspend` gives for the end of a dropped participant's publications."""
 
 
 async def _never(room_id: str) -> bool:
@@ -202,7 +207,12 @@ class RecordingService:
         owner = room.participants.get(publication.participant_id)
         for kind, source in publication.sources.items():
             key = (publication.id, kind)
-            if not wanted.get(kind) or key in active.tracks or not source.forwards_encoded:
+            if not wanted.get(kind) or not source.forwards_encoded:
+                continue
+            known = active.tracks.get(key)
+            if known is not None:
+                if known.suspended:
+                    active.recorder.resume_track(known, source)
                 continue
             mime = getattr(source, "mime_type", None) or (
                 "audio/opus"
@@ -228,6 +238,11 @@ class RecordingService:
     def _detach(self, active: ActiveRecording, publication_id: str) -> None:
         for key in [k for k in active.tracks if k[0] == publication_id]:
             active.recorder.remove_track(active.tracks.pop(key))
+
+    def _suspend(self, active: ActiveRecording, publication_id: str) -> None:
+        for key, track in active.tracks.items():
+            if key[0] == publication_id:
+                active.recorder.suspend_track(track)
 
     async def stop(self, recording_id: str, reason: str = "") -> Recording:
         active = self.active.get(recording_id)
@@ -267,6 +282,7 @@ class RecordingService:
                         "file": t.file,
                         "start_s": t.start_offset_s,
                         "stop_s": t.stop_offset_s,
+                        "gaps": t.gaps,
                     }
                     for t in result.tracks
                 ],
@@ -358,15 +374,26 @@ class RecordingService:
         return None
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
-        return None
+        # Publications suspended at its drop end with it (their media had already stopped).
+        for active in self.active_for_room(room.id):
+            for publication_id in {
+                key[0]
+                for key, track in active.tracks.items()
+                if track.suspended and track.info.participant_id == participant.id
+            }:
+                self._detach(active, publication_id)
 
     def publication_changed(
         self, room: Room, publication: Publication, live: bool, reason: str
     ) -> None:
         actives = self.active_for_room(room.id)
         for active in actives:
-            if live and active.row.stream_mode == "auto":
+            if live and (
+                active.row.stream_mode == "auto" or publication.id in active.manual_streams
+            ):
                 self._attach(active, room, publication)
+            elif not live and reason == SUSPENDED:
+                self._suspend(active, publication.id)
             elif not live:
                 self._detach(active, publication.id)
         if live and not actives:
