@@ -47,7 +47,7 @@ from bench.processes import (
     cpu_seconds,
     describe_error,
 )
-from bench.text_table import format_table, num, percentile
+from bench.text_table import format_table, note_lines, num, percentile, verdict
 from server.tokens import issue_token
 from signaling import chat as server_chat
 from signaling.permissions import Role
@@ -552,10 +552,6 @@ def _row(run: ChatRun) -> list[str]:
     ]
 
 
-def _verdict(met: bool | None) -> str:
-    return "not measured" if met is None else ("MET" if met else "NOT MET")
-
-
 def format_chat_report(result: ChatBenchmark) -> str:
     env = result.environment
     lines = [
@@ -586,7 +582,7 @@ def format_chat_report(result: ChatBenchmark) -> str:
         )
         lines.append(
             f"target: latency p95 <= {targets.p95_ms_max:g} ms at {at}: "
-            f"{_verdict(targets.p95_met)} ({num(targets.p95_ms, 2)} ms{p95_ratio})"
+            f"{verdict(targets.p95_met)} ({num(targets.p95_ms, 2)} ms{p95_ratio})"
         )
         per_core_ratio = (
             f", {targets.deliveries_per_cpu_s / targets.deliveries_per_core_min:.2f}x the target"
@@ -595,13 +591,10 @@ def format_chat_report(result: ChatBenchmark) -> str:
         )
         lines.append(
             f"target: >= {targets.deliveries_per_core_min:,.0f} deliveries/s per core at {at}: "
-            f"{_verdict(targets.deliveries_met)} ({num(targets.deliveries_per_cpu_s, 0)} "
+            f"{verdict(targets.deliveries_met)} ({num(targets.deliveries_per_cpu_s, 0)} "
             f"deliveries per server CPU-second{per_core_ratio})"
         )
-    notes = _notes(result)
-    if notes:
-        lines.append("")
-        lines += [f"note: {note}" for note in notes]
+    lines += note_lines(_notes(result))
     return "\n".join(lines)
 
 

@@ -45,7 +45,7 @@ from bench.event_workers import EventWorker, start_event_worker, stop_workers
 from bench.loadtest_media import MAX_SLOTS, seat_identity
 from bench.processes import BenchmarkError, ProcessGroup, cpu_seconds, describe_error
 from bench.server_probe import ServerProbe, ServerSample, is_local_host
-from bench.text_table import format_table, num, percentile
+from bench.text_table import format_table, note_lines, num, percentile
 from server.tokens import issue_token
 from signaling.permissions import Role
 
@@ -659,10 +659,7 @@ def format_loadtest_report(result: LoadTestResult) -> str:
     lines.append(f"content: {_content_line(result)}")
     if result.chart:
         lines.append(f"chart: {result.chart}")
-    notes = _notes(result)
-    if notes:
-        lines.append("")
-        lines += [f"note: {note}" for note in notes]
+    lines += note_lines(_notes(result))
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.text_table import format_table, note_lines, verdict
+
 if TYPE_CHECKING:
     from bench.forwarding import ForwardingBenchmark, RunFigures, Targets
 
@@ -75,20 +77,6 @@ def _row(run: RunFigures) -> list[str]:
     ]
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    header = [name for name, _ in COLUMNS]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for row in [header, *rows]:
-        cells = [
-            f"{cell:{align}{width}}"
-            for cell, (_, align), width in zip(row, COLUMNS, widths, strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
 def format_report(result: ForwardingBenchmark) -> str:
     env = result.environment
     lines = [
@@ -100,7 +88,7 @@ def format_report(result: ForwardingBenchmark) -> str:
         "per sub = (CPU(N) - CPU(0)) / N",
         "",
     ]
-    lines += _table([_row(run) for run in result.runs])
+    lines += format_table(COLUMNS, [_row(run) for run in result.runs])
     lines.append("")
     for ratio in result.ratios:
         p, r = ratio.passthrough_per_subscriber, ratio.relay_per_subscriber
@@ -120,16 +108,13 @@ def format_report(result: ForwardingBenchmark) -> str:
             at += " (the target is stated at N=16)"
         lines.append(
             f"target: passthrough <= {targets.per_subscriber_max} CPU-s/s per subscriber at {at}: "
-            f"{_verdict(targets.per_subscriber_met)} ({_num(targets.per_subscriber, 4)})"
+            f"{verdict(targets.per_subscriber_met)} ({_num(targets.per_subscriber, 4)})"
         )
         lines.append(
             f"target: passthrough >= {targets.ratio_min:g}x cheaper than relay at {at}: "
-            f"{_verdict(targets.ratio_met)} {_ratio_basis(targets)}"
+            f"{verdict(targets.ratio_met)} {_ratio_basis(targets)}"
         )
-    notes = _notes(result)
-    if notes:
-        lines.append("")
-        lines += [f"note: {note}" for note in notes]
+    lines += note_lines(_notes(result))
     return "\n".join(lines)
 
 
@@ -157,10 +142,6 @@ def _picture(result: ForwardingBenchmark) -> str:
     if result.video_bitrate is None:
         return f"{picture}, encoder bitrate by REMB"
     return f"{picture}, encoder pinned at {result.video_bitrate / 1e6:g} Mbit/s"
-
-
-def _verdict(met: bool | None) -> str:
-    return "not measured" if met is None else ("MET" if met else "NOT MET")
 
 
 def _notes(result: ForwardingBenchmark) -> list[str]:

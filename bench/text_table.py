@@ -1,4 +1,5 @@
-"""Plain-text tables for benchmark output: a header, a rule, aligned columns."""
+"""Plain-text output of the benchmarks: tables (a header, a rule, aligned columns), figures,
+target verdicts and notes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def format_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "  ".join("-" * width for width in widths))
     return lines
+
+
+def verdict(met: bool | None) -> str:
+    """Whether a target was met, as a report line says it."""
+    return "not measured" if met is None else ("MET" if met else "NOT MET")
+
+
+def note_lines(notes: Sequence[str]) -> list[str]:
+    """The notes closing a report, after a blank line; nothing when there are none."""
+    return ["", *(f"note: {note}" for note in notes)] if notes else []
 
 
 def num(value: float | None, digits: int) -> str:
