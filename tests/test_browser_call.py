@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ from tests.support.browser import (
     launched_chromium,
     open_call_page,
     remote_video_handle_js,
+    run_with_timeout,
     video_thumbnail,
+    wait_for_remote_video,
     wait_until,
     write_astronaut_y4m,
     write_tone_wav,
@@ -39,7 +40,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
 ]
 
-TEST_TIMEOUT_S = 90
 ROOM = "browser-call"
 MATCH_RMSE = 30.0
 """BROWSER.md §5: a remote astronaut scores 5-11 against the clip, Chromium's pattern ~53."""
@@ -64,11 +64,6 @@ def fake_devices(tmp_path: Path) -> FakeDevices:
     return FakeDevices(clip, tone, reference)
 
 
-def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
-    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
-
-
 async def open_call(
     browser: Any,
     server: ServerProcess,
@@ -81,18 +76,6 @@ async def open_call(
     """Open the call page of ROOM with a fresh token; wait until joined (and published)."""
     return await open_call_page(
         browser, server, ROOM, identity, name, query=query, publishes=publishes, viewport=(960, 540)
-    )
-
-
-async def wait_for_remote_video(viewer: CallParticipant, publisher_id: str) -> None:
-    """The viewer's tile for `publisher_id` plays decoded frames."""
-    await wait_until(
-        viewer.page,
-        f"""() => {{
-          const video = {remote_video_handle_js(publisher_id)};
-          return video && video.videoWidth > 0 && video.currentTime > 0;
-        }}""",
-        what=f"{viewer.name}'s page to show {publisher_id}'s video",
     )
 
 

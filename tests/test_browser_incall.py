@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,10 @@ from tests.support.browser import (
     launched_chromium,
     open_call_page,
     remote_video_handle_js,
+    run_with_timeout,
     thumbnail_of,
     video_progress_of,
+    wait_for_remote_video,
     wait_until,
     write_astronaut_y4m,
 )
@@ -37,17 +38,11 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
 ]
 
-TEST_TIMEOUT_S = 90
 MATCH_RMSE = 30.0
 """BROWSER.md §5: a remote astronaut scores 5-11 against the clip, Chromium's pattern ~53."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XSS = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 STAGE_VIDEO = "window.parloir.stage.video"
-
-
-def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
-    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
 @pytest.fixture
@@ -60,17 +55,6 @@ def astronaut(tmp_path: Path) -> tuple[Path, np.ndarray]:
 async def screenshot(call: CallParticipant, path: Path) -> None:
     image = await call.page.screenshot(path=str(path))
     assert image[:8] == PNG_SIGNATURE, path
-
-
-async def wait_for_remote_video(viewer: CallParticipant, publisher_id: str) -> None:
-    await wait_until(
-        viewer.page,
-        f"""() => {{
-          const video = {remote_video_handle_js(publisher_id)};
-          return video && video.videoWidth > 0 && video.currentTime > 0;
-        }}""",
-        what=f"{viewer.name}'s page to show {publisher_id}'s camera",
-    )
 
 
 async def assert_keeps_playing(

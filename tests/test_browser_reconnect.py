@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from tests.support.browser import (
     launched_chromium,
     open_call_page,
     remote_video_handle_js,
+    run_with_timeout,
     video_progress_of,
     video_thumbnail,
     wait_until,
@@ -50,11 +51,6 @@ STAGE_VIDEO = "window.parloir.stage.video"
 """The screen share is sent at 5 fps (local-media.js)."""
 SHORT_GRACE_S = 8
 """The grace period of the give-up test, instead of 30 s, to keep its run short."""
-
-
-def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
-    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
 @pytest.fixture
@@ -321,7 +317,7 @@ def test_after_a_network_drop_the_participant_comes_back_with_the_same_ids_and_t
             await ada.assert_no_errors()
             await bob.assert_no_errors()
 
-    run_with_timeout(scenario)
+    run_with_timeout(scenario, TEST_TIMEOUT_S)
 
 
 def test_a_participant_away_longer_than_the_grace_period_is_removed_and_shown_disconnected(
@@ -383,7 +379,7 @@ def test_a_participant_away_longer_than_the_grace_period_is_removed_and_shown_di
                 await ada.page.locator("#waiting-room").wait_for(state="visible", timeout=20_000)
             assert server.alive(), server.log()
 
-    run_with_timeout(scenario)
+    run_with_timeout(scenario, TEST_TIMEOUT_S)
 
 
 def test_when_only_the_media_drops_the_page_reconnects_and_comes_back_with_the_same_ids(
@@ -431,4 +427,4 @@ def test_when_only_the_media_drops_the_page_reconnects_and_comes_back_with_the_s
             await ada.assert_no_errors()
             await bob.assert_no_errors()
 
-    run_with_timeout(scenario)
+    run_with_timeout(scenario, TEST_TIMEOUT_S)

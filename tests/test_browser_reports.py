@@ -8,10 +8,8 @@ Recipe for the browser: /work/shared/BROWSER.md.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from tests.support.browser import (
     WatchedPage,
     join_from_waiting_room,
     launched_chromium,
+    run_with_timeout,
     wait_until,
     watched_page,
 )
@@ -36,13 +35,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
 ]
 
-TEST_TIMEOUT_S = 90
 BUG_PANEL = "#bug-panel"
-
-
-def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
-    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
 async def screenshot(page: Any, path: Path, full_page: bool = False) -> None:

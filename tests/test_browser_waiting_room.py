@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +27,7 @@ from tests.support.browser import (
     join_from_waiting_room,
     launched_chromium,
     remote_video_handle_js,
+    run_with_timeout,
     thumbnail_of,
     video_progress_of,
     wait_until,
@@ -44,7 +44,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
 ]
 
-TEST_TIMEOUT_S = 90
 LOCAL_MATCH_RMSE = 20.0
 REMOTE_MATCH_RMSE = 30.0
 """BROWSER.md §5: the astronaut scores 5-11 against its clip, Chromium's pattern ~53."""
@@ -65,11 +64,6 @@ COUNT_GET_USER_MEDIA = """
   };
 })();
 """
-
-
-def run_with_timeout(scenario: Callable[[], Awaitable[None]]) -> None:
-    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
-    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import math
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,8 @@ CHROMIUM_ARGS = [
 ]
 
 THUMB_WIDTH, THUMB_HEIGHT = 16, 12
+TEST_TIMEOUT_S = 90.0
+"""The hard cap of one browser test (run_with_timeout)."""
 
 
 def chromium_args(
@@ -65,6 +67,13 @@ def chromium_args(
     if audio_file is not None:
         args.append(f"--use-file-for-fake-audio-capture={audio_file.resolve()}")
     return args
+
+
+def run_with_timeout(
+    scenario: Callable[[], Awaitable[None]], timeout_s: float = TEST_TIMEOUT_S
+) -> None:
+    """Hard cap per test: a hung browser or ICE must fail the test, not hang the suite."""
+    asyncio.run(asyncio.wait_for(scenario(), timeout_s))
 
 
 @asynccontextmanager
@@ -312,6 +321,18 @@ class CallParticipant:
         assert self.page_errors == [], f"{self.page_errors}; {details}"
         assert server_errors == [], f"{server_errors}; {details}"
         assert csp == [], f"{csp}; {details}"
+
+
+async def wait_for_remote_video(viewer: CallParticipant, publisher_id: str) -> None:
+    """The viewer's tile for `publisher_id` plays decoded frames."""
+    await wait_until(
+        viewer.page,
+        f"""() => {{
+          const video = {remote_video_handle_js(publisher_id)};
+          return video && video.videoWidth > 0 && video.currentTime > 0;
+        }}""",
+        what=f"{viewer.name}'s page to show {publisher_id}'s camera",
+    )
 
 
 async def open_call_page(
