@@ -47,18 +47,25 @@ def _die_with_parent() -> None:
 
 
 @web.middleware
-async def forwarded_scheme(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Only the edge talks to a worker: its X-Forwarded-Proto is the scheme the client used
-    (links the app builds from request.scheme, e.g. archive download URLs, stay https)."""
+async def forwarded_client(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the edge talks to a worker (its port is on loopback): X-Forwarded-Proto is the
+    scheme the client used (links built from request.scheme, e.g. archive download URLs, stay
+    https) and the last X-Forwarded-For entry the client's address as the edge saw it (what
+    logs and the audit trail name, instead of 127.0.0.1)."""
+    changes: dict[str, str] = {}
     scheme = request.headers.get("X-Forwarded-Proto")
     if scheme in ("http", "https") and scheme != request.scheme:
-        request = request.clone(scheme=scheme)
+        changes["scheme"] = scheme
+    if forwarded_for := request.headers.get("X-Forwarded-For"):
+        changes["remote"] = forwarded_for.rsplit(",", 1)[-1].strip()
+    if changes:
+        request = request.clone(**changes)  # type: ignore[arg-type]
     return await handler(request)
 
 
 async def run_worker(settings: Settings) -> None:
     app = create_app(settings)
-    app.middlewares.insert(0, forwarded_scheme)
+    app.middlewares.insert(0, forwarded_client)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
