@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -27,7 +28,9 @@ from media.recording import (
     CompositeRecorder,
     IndividualRecorder,
     Recorder,
+    RecordingResult,
     RecordingTrack,
+    RecoveryReport,
     TrackInfo,
     recover_recording,
 )
@@ -83,6 +86,56 @@ class ActiveRecording:
 StatusListener = Callable[[Recording], None]
 
 
+def _recovered_result(report: RecoveryReport) -> RecordingResult:
+    """What a crashed individual recording still holds, as its recorder's stop would give it."""
+    directory, manifest = report.directory, report.manifest
+    assert manifest is not None
+    names = {path.name for path in report.servable}
+    return RecordingResult(
+        directory=directory,
+        files=report.servable,
+        duration_s=report.duration_s,
+        size_bytes=sum(path.stat().st_size for path in report.servable),
+        tracks=manifest.tracks,
+        manifest=directory / "manifest.json",
+        streams=[stream for stream in manifest.streams if stream.file in names],
+    )
+
+
+def individual_archive_json(row: Recording, result: RecordingResult) -> dict[str, Any]:
+    """The JSON file of a Vonage individual stream archive, `<archive id>.json` in its ZIP.
+
+    Its shape is what Vonage documents for individual stream archives and what tools built on
+    them read (e.g. github.com/opentok/archiving-composer: `files[]` by `streamId`,
+    `startTimeOffset`/`stopTimeOffset` in ms from the archive start, `connectionData`,
+    `filename` = `<streamId>.webm`): the archive's `createdAt` (ms), `id`, `name`,
+    `sessionId`, and per file `connectionData`, `filename`, `size`, `startTimeOffset`,
+    `stopTimeOffset`, `streamId`. Blocking (stats the files): call from a worker thread.
+    """
+    files = []
+    for stream in result.streams:
+        path = result.directory / stream.file
+        start = stream.start_offset_s or 0.0
+        stop = stream.stop_offset_s if stream.stop_offset_s is not None else start
+        files.append(
+            {
+                "connectionData": stream.connection_data,
+                "filename": stream.file,
+                "size": path.stat().st_size if path.exists() else 0,
+                "startTimeOffset": max(0, round(start * 1000)),
+                "stopTimeOffset": max(0, round(stop * 1000)),
+                "streamId": stream.publication_id,
+            }
+        )
+    return {
+        "createdAt": int(row.created_at * 1000),
+        "files": files,
+        "id": row.id,
+        "name": row.name,
+        "sessionId": row.room_id,
+    }
+
+
 class RecordingService:
     def __init__(self, store: RecordingStore, root: Path, registry: RoomRegistry) -> None:
         self.store = store
@@ -107,20 +160,26 @@ class RecordingService:
             if rooms is not None and row.room_id not in rooms:
                 continue
             directory = self.root / row.directory
+            file: Path | None = None
+            duration = 0.0
             try:
                 report = await asyncio.to_thread(recover_recording, directory)
-                duration, files = report.duration_s, report.servable
+                duration = report.duration_s
+                if row.output_mode == "individual" and report.servable:
+                    # Served as a finished one is: the ZIP of its streams and their JSON.
+                    result = _recovered_result(report)
+                    file = await asyncio.to_thread(self._package, row, directory, result)
+                elif len(report.servable) == 1:
+                    file = report.servable[0]
             except Exception as exc:  # an unreadable directory still gets its row closed
                 log.warning("recovery of %s failed: %s", row.id, exc)
-                duration, files = 0.0, []
-            file = files[0].name if len(files) == 1 else None
             updated = await self.store.update(
                 row.id,
                 status="failed",
                 reason="server stopped while recording",
                 duration_s=duration,
-                file=file,
-                size_bytes=sum(f.stat().st_size for f in files if f.exists()),
+                file=file.name if file else None,
+                size_bytes=file.stat().st_size if file else 0,
             )
             assert updated is not None
             recovered.append(updated)
@@ -227,6 +286,7 @@ class RecordingService:
                 clock_rate=CLOCK_RATES[kind],
                 video_type=publication.video_type,
                 participant_id=publication.participant_id,
+                connection_data=owner.grant.connection_data if owner else "",
             )
             try:
                 active.tracks[key] = active.recorder.attach(source, info)
@@ -262,9 +322,7 @@ class RecordingService:
         directory = self.root / row.directory
         try:
             result = await active.recorder.stop()
-            file = await asyncio.to_thread(
-                self._package, directory, result.files, result.manifest, row.output_mode
-            )
+            file = await asyncio.to_thread(self._package, row, directory, result)
             final = await self.store.update(
                 row.id,
                 status="available",
@@ -300,15 +358,19 @@ class RecordingService:
         return final
 
     @staticmethod
-    def _package(directory: Path, files: list[Path], manifest: Path, mode: str) -> Path:
-        """Composed: the MP4 itself. Individual: one ZIP of every track file + the manifest
-        (as Vonage serves individual archives)."""
-        if mode == "composed" and len(files) == 1:
-            return files[0]
+    def _package(row: Recording, directory: Path, result: RecordingResult) -> Path:
+        """Composed: the MP4 itself. Individual: as Vonage serves an individual stream archive,
+        one ZIP of the streams' files (audio and video of a stream in one WebM or MKV, named by
+        the stream id) and `<archive id>.json` describing them (`individual_archive_json`).
+        Parloir's own `manifest.json` stays in the directory, for crash recovery."""
+        if row.output_mode == "composed" and len(result.files) == 1:
+            return result.files[0]
         archive = directory / "archive.zip"
+        described = individual_archive_json(row, result)
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as bundle:
-            for path in [*files, manifest]:
+            for path in result.files:
                 bundle.write(path, arcname=path.name)
+            bundle.writestr(f"{row.id}.json", json.dumps(described, indent=2))
         return archive
 
     async def delete(self, recording_id: str) -> Recording:

@@ -38,8 +38,9 @@ from media.recording import (
     recover_recording,
     scan_recording,
 )
+from media.recording.individual import OPEN_WAIT_S
 from media.recording.layout import LayoutOptions, TileSpec, compose_layout
-from media.recording.replay import ClipReplay, encode_video_clip
+from media.recording.replay import ClipReplay, encode_audio_clip, encode_video_clip
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack, read_index
 from signaling.client import ParloirClient
 from signaling.room import Room
@@ -426,7 +427,7 @@ async def test_room_recorded_composed_and_per_track_with_a_screen_share_midway(
     strip = mean_yuv(frame_at(video, share_started + 1.5), 600, 240, 8)
     assert not is_screen_colour(strip) and abs(strip[1] - 128) < 20  # a camera, small
 
-    # -- individual: one file per track segment, the screen's segment on its own -------------
+    # -- individual: one file per stream (audio + video muxed), the screen share its own -------
     tracks = individual_result.tracks
     by_kind = {(t.participant_name, t.kind, t.video_type): t for t in tracks}
     assert len(tracks) == 5, tracks
@@ -437,35 +438,55 @@ async def test_room_recorded_composed_and_per_track_with_a_screen_share_midway(
         ("Bob", "audio", "camera"),
         ("Bob", "video", "screen"),
     }
+    streams = individual_result.streams
+    assert [s.file for s in streams] == [p.name for p in individual_result.files]
+    assert len(streams) == 3 and len({s.publication_id for s in streams}) == 3
     manifest = json.loads((tmp_path / "individual" / "manifest.json").read_text())
     assert manifest["status"] == "stopped"
-    assert {t["file"] for t in manifest["tracks"]} == {p.name for p in individual_result.files}
-    for entry in tracks:
-        file = tmp_path / "individual" / entry.file
-        assert file.suffix == (".mp4" if entry.kind == "video" else ".webm")
-        frames = decode_all(file, entry.kind)
-        assert entry.start_offset_s is not None and entry.stop_offset_s is not None
-        length = entry.stop_offset_s - entry.start_offset_s
+    assert [s["file"] for s in manifest["streams"]] == [p.name for p in individual_result.files]
+    for stream_entry in streams:
+        file = tmp_path / "individual" / stream_entry.file
+        in_file = [t for t in tracks if t.publication_id == stream_entry.publication_id]
+        assert {t.file for t in in_file} == {stream_entry.file}
+        video_codec = next(t.codec for t in in_file if t.kind == "video")
+        # Named by the stream id; Matroska for H.264, WebM for VP8, as Vonage's.
+        assert (
+            file.name
+            == f"{stream_entry.publication_id}.{'mkv' if video_codec == 'h264' else 'webm'}"
+        )
         with av.open(str(file)) as container:
-            stream = container.streams[0]
-            assert stream.codec_context.name == entry.codec
-        if entry.kind == "video":
-            assert (frames[0].width, frames[0].height) == (320, 240)
-            assert frames[0].key_frame  # the copy starts at a keyframe
-            assert len(frames) == entry.packets
-            if entry.video_type == "camera":
-                indices = painted_indices(frames)
-                assert indices == sorted(indices) and len(set(indices)) == len(indices)
-                assert abs(length - wall_s) < 1.0
+            kinds = sorted(s.type for s in container.streams)
+        assert kinds == sorted(t.kind for t in in_file) == sorted(stream_entry.kinds)
+        assert stream_entry.start_offset_s is not None and stream_entry.stop_offset_s is not None
+        for entry in in_file:
+            assert entry.start_offset_s is not None and entry.stop_offset_s is not None
+            assert stream_entry.start_offset_s <= entry.start_offset_s
+            assert entry.stop_offset_s <= stream_entry.stop_offset_s
+            frames = decode_all(file, entry.kind)
+            with av.open(str(file)) as container:
+                stream = next(s for s in container.streams if s.type == entry.kind)
+                assert stream.codec_context.name == entry.codec
+            length = entry.stop_offset_s - entry.start_offset_s
+            # The file's time 0 is the stream's start offset: each kind sits where it was.
+            first_s = float(frames[0].time)
+            assert abs(stream_entry.start_offset_s + first_s - entry.start_offset_s) < 0.05
+            if entry.kind == "video":
+                assert (frames[0].width, frames[0].height) == (320, 240)
+                assert frames[0].key_frame  # the copy starts at a keyframe
+                assert len(frames) == entry.packets
+                if entry.video_type == "camera":
+                    indices = painted_indices(frames)
+                    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+                    assert abs(length - wall_s) < 1.0
+                else:
+                    assert abs(entry.start_offset_s - share_started) < 1.0
+                    assert abs(entry.stop_offset_s - share_stopped) < 1.0
+                    assert is_screen_colour(mean_yuv(frames[-1], 160, 120))
             else:
-                assert abs(entry.start_offset_s - share_started) < 1.0
-                assert abs(entry.stop_offset_s - share_stopped) < 1.0
-                assert is_screen_colour(mean_yuv(frames[-1], 160, 120))
-        else:
-            samples, rate = audio_signal(frames)
-            tone = 440 if entry.participant_name == "Alice" else 660
-            assert abs(spectrum_peaks(samples, rate, 1)[0] - tone) < 10
-            assert abs(len(samples) / rate - wall_s) < 1.0
+                samples, rate = audio_signal(frames)
+                tone = 440 if entry.participant_name == "Alice" else 660
+                assert abs(spectrum_peaks(samples, rate, 1)[0] - tone) < 10
+                assert abs(len(samples) / rate - wall_s) < 1.0
 
 
 def onsets(times: np.ndarray, on: np.ndarray) -> list[float]:
@@ -518,22 +539,19 @@ async def test_audio_and_video_stay_in_sync_within_100ms(
     print(f"composed A/V offsets (audio - video) s: {np.round(offsets, 3).tolist()}")
     assert all(abs(o) <= 0.1 for o in offsets), f"composed A/V offsets {offsets}"
 
-    # Per-track files: the manifest's start offsets put them back in sync just as well.
-    entries = {e.kind: e for e in individual_result.tracks}
-    video_file = individual_result.directory / entries["video"].file
-    audio_file = individual_result.directory / entries["audio"].file
-    frames = decode_all(video_file, "video")
+    # The stream's file: its audio and video in one file, in sync just as well.
+    (stream_file,) = individual_result.files
+    frames = decode_all(stream_file, "video")
     lit = np.array([float(f.to_ndarray(format="gray").mean()) > 128 for f in frames])
-    shift_v = entries["video"].start_offset_s or 0.0
-    flash_times = onsets(np.array([float(f.time) for f in frames]) + shift_v, lit)
-    samples, rate = audio_signal(decode_all(audio_file, "audio"))
+    flash_times = onsets(np.array([float(f.time) for f in frames]), lit)
+    samples, rate = audio_signal(decode_all(stream_file, "audio"))
     envelope = np.sqrt(
         np.mean(samples[: len(samples) // window * window].reshape(-1, window) ** 2, 1)
     )
     # Opus decodes to int16 in some builds and float in others: compare against its own peak.
     loud = envelope > 0.2 * envelope.max()
-    shift_a = entries["audio"].start_offset_s or 0.0
-    beep_times = onsets(np.arange(len(envelope)) * window / rate + shift_a, loud)
+    first_audio_s = float(decode_all(stream_file, "audio")[0].time)
+    beep_times = onsets(np.arange(len(envelope)) * window / rate + first_audio_s, loud)
     offsets = av_offsets(flash_times[1:], beep_times)
     print(f"individual A/V offsets (audio - video) s: {np.round(offsets, 3).tolist()}")
     assert offsets and all(abs(o) <= 0.1 for o in offsets), f"individual A/V offsets {offsets}"
@@ -592,6 +610,31 @@ async def test_vp8_tracks_are_copied_to_webm_and_decoded_for_the_composition(
     )
     frames = decode_all(composed.files[0], "video")
     assert abs(mean_yuv(frames[-1], 320, 220)[0] - 128) < 20
+
+
+async def test_a_stream_whose_video_never_comes_is_recorded_audio_only_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    """Its file cannot wait for the video for ever (Matroska takes no stream after its
+    header): OPEN_WAIT_S after the first audio it opens with the audio, none of it lost."""
+    audio = ClipReplay(encode_audio_clip(4.0, 440.0))
+    silent_camera = ClipReplay(encode_video_clip(1.0, 320, 240, noise=False))  # never started
+    audio.start()
+    recorder = IndividualRecorder(tmp_path)
+    recorder.start()
+    recorder.attach(audio, AUDIO)
+    recorder.attach(silent_camera, VIDEO)
+    await asyncio.sleep(OPEN_WAIT_S + 1.5)
+    result = await recorder.stop()
+    await audio.stop()
+    (stream,) = result.streams
+    assert stream.file == "pubV.webm" and stream.kinds == ["audio"]
+    video = next(t for t in result.tracks if t.kind == "video")
+    assert video.file == "" and video.packets == 0
+    frames = decode_all(result.files[0], "audio")
+    samples, rate = audio_signal(frames)
+    assert abs(len(samples) / rate - result.duration_s) < 0.3  # from the start, none lost
+    assert abs(spectrum_peaks(samples, rate, 1)[0] - 440) < 10
 
 
 async def test_a_writer_that_falls_behind_drops_oldest_and_restarts_at_a_keyframe(
@@ -672,13 +715,16 @@ def test_kill_9_mid_recording_loses_under_a_second_and_recovery_reports_it(
     assert composed.interrupted
     assert recorded_s - 1.0 < composed.duration_s <= recorded_s, (composed, recorded_s)
     assert recorded_s - 1.0 < individual.duration_s <= recorded_s + 0.1, (individual, recorded_s)
-    assert len(individual.servable) == 2
+    assert len(individual.servable) == 1  # one stream: its audio and video in one file
+    (stream_file,) = individual.servable
+    assert stream_file.name == "pub1.mkv"
+    assert sorted(s.kind for s in individual.files[0].streams) == ["audio", "video"]
 
     # Every packet the partial files hold decodes.
     part = tmp_path / "composed" / "composed.part.mp4"
     assert len(decode_all(part, "video")) >= (recorded_s - 1.0) * 25
-    for path in individual.servable:
-        assert decode_all(path, "video" if path.suffix == ".mp4" else "audio")
+    for kind in ("audio", "video"):
+        assert len(decode_all(stream_file, kind)) >= (recorded_s - 1.0) * 25
 
     # Recovery makes the composed file a plain MP4 and records the duration.
     recovered = recover_recording(tmp_path / "composed")
@@ -688,7 +734,17 @@ def test_kill_9_mid_recording_loses_under_a_second_and_recovery_reports_it(
     manifest = json.loads((tmp_path / "composed" / "manifest.json").read_text())
     assert manifest["status"] == "recovered"
     assert manifest["duration_s"] == pytest.approx(recovered.duration_s, abs=0.01)
-    recover_recording(tmp_path / "individual")
+    recovered = recover_recording(tmp_path / "individual")
+    # Remuxed in place: the duration (and seek index) the killed recorder never wrote.
+    with av.open(str(stream_file)) as container:
+        assert abs((container.duration or 0) / 1e6 - individual.files[0].duration_s) < 0.1
+    for kind in ("audio", "video"):
+        assert len(decode_all(stream_file, kind)) >= (recorded_s - 1.0) * 25
+    manifest = json.loads((tmp_path / "individual" / "manifest.json").read_text())
+    assert manifest["status"] == "recovered" and manifest["files"] == ["pub1.mkv"]
+    (stream,) = manifest["streams"]
+    assert stream["stop_offset_s"] == pytest.approx(recovered.duration_s, abs=0.01)
+    assert all(t["stop_offset_s"] and t["packets"] > 0 for t in manifest["tracks"])
     assert find_interrupted(tmp_path) == []
 
 

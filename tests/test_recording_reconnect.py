@@ -202,55 +202,54 @@ async def test_individual_recording_continues_the_students_files_across_a_reconn
     run = await record_through_a_reconnect(server, "individual")
     assert_one_good_recording(run)
     with zipfile.ZipFile(io.BytesIO(run.data)) as bundle:
-        manifest = json.loads(bundle.read("manifest.json"))
-        files = {n: bundle.read(n) for n in bundle.namelist() if n != "manifest.json"}
-    entries = manifest["tracks"]
-    # One file per stream and kind, as a Vonage individual archive has one file per stream:
-    # the student's stream kept its id, so its files go on after the gap.
-    streams = sorted((e["publication_id"], e["kind"]) for e in entries)
-    assert streams == sorted(
-        (p, k)
-        for p in (run.student_publication, run.mentor_publication)
-        for k in ("audio", "video")
-    ), entries
-    assert sorted(files) == sorted(e["file"] for e in entries)
-    for entry in entries:
-        kind = entry["kind"]
-        frames = decode(files[entry["file"]], kind)
-        times = np.array([float(f.time) for f in frames])
-        assert np.all(np.diff(times) > 0), f"{entry['file']}: timestamps not increasing"
-        length = entry["stop_offset_s"] - entry["start_offset_s"]
-        assert entry["start_offset_s"] < 1.0 and abs(entry["stop_offset_s"] - run.wall) < 1.0, (
-            entry,
-            run.wall,
-        )
-        assert abs(times[-1] - times[0] - length) < 0.5, (entry, times[0], times[-1])
-        if entry["publication_id"] != run.student_publication:
-            assert np.max(np.diff(times)) < 0.5, f"{entry['file']}: a gap without a drop"
-            continue
-        # The gap is there, in time, where the student was away, and the manifest says so.
-        ((away_from, away_to),) = entry["gaps"]
-        assert abs(away_from - run.dropped_at) < 0.5 and abs(away_to - run.resumed_at) < 0.5
-        widest = int(np.argmax(np.diff(times)))
-        gap_from = entry["start_offset_s"] + times[widest] - times[0]
-        gap_to = entry["start_offset_s"] + times[widest + 1] - times[0]
-        assert gap_to - gap_from > 2.0, (gap_from, gap_to)
-        assert abs(gap_from - run.dropped_at) < 0.7 and abs(gap_to - run.resumed_at) < 1.0, (
-            gap_from,
-            gap_to,
-            run.dropped_at,
-            run.resumed_at,
-        )
-        if kind == "video":
-            indices = [read_index(f.to_ndarray(format="gray")) for f in frames]
-            assert None not in indices, indices
-            assert frames[0].key_frame and frames[widest + 1].key_frame
-            assert all(i < STUDENT_AFTER for i in indices[: widest + 1])  # type: ignore[operator]
-            assert all(i >= STUDENT_AFTER for i in indices[widest + 1 :])  # type: ignore[operator]
-            assert len(frames[widest + 1 :]) > 2.0 * 15
-        else:
-            samples, rate = mono(frames[widest + 1 :])
-            assert spectrum_peaks(samples, rate, 1) == [660]
+        described = json.loads(bundle.read(f"{run.row['id']}.json"))
+        files = {n: bundle.read(n) for n in bundle.namelist() if not n.endswith(".json")}
+    # One file per stream, its audio and video together, as a Vonage individual archive: the
+    # student's stream kept its id, so its file goes on after the gap.
+    streams = {run.student_publication, run.mentor_publication}
+    assert sorted(f["streamId"] for f in described["files"]) == sorted(streams), described
+    assert sorted(files) == sorted(f["filename"] for f in described["files"])
+    tracks = {(t["publication_id"], t["kind"]): t for t in run.row["tracks"]}
+    assert sorted(tracks) == sorted((p, k) for p in streams for k in ("audio", "video"))
+    for described_file in described["files"]:
+        name, stream_id = described_file["filename"], described_file["streamId"]
+        start = described_file["startTimeOffset"] / 1000
+        stop = described_file["stopTimeOffset"] / 1000
+        assert start < 1.0 and abs(stop - run.wall) < 1.0, (described_file, run.wall)
+        for kind in ("audio", "video"):
+            track = tracks[(stream_id, kind)]
+            assert track["file"] == name
+            frames = decode(files[name], kind)
+            times = start + np.array([float(f.time) for f in frames])  # on the recording clock
+            assert np.all(np.diff(times) > 0), f"{name} {kind}: timestamps not increasing"
+            assert abs(times[0] - track["start_s"]) < 0.05, (track, times[0])
+            assert abs(times[-1] - track["stop_s"]) < 0.5, (track, times[-1])
+            if stream_id != run.student_publication:
+                assert np.max(np.diff(times)) < 0.5, f"{name} {kind}: a gap without a drop"
+                assert track["gaps"] == []
+                continue
+            # The gap is there, in time, where the student was away, and the row says so.
+            ((away_from, away_to),) = track["gaps"]
+            assert abs(away_from - run.dropped_at) < 0.5 and abs(away_to - run.resumed_at) < 0.5
+            widest = int(np.argmax(np.diff(times)))
+            gap_from, gap_to = times[widest], times[widest + 1]
+            assert gap_to - gap_from > 2.0, (gap_from, gap_to)
+            assert abs(gap_from - run.dropped_at) < 0.7 and abs(gap_to - run.resumed_at) < 1.0, (
+                gap_from,
+                gap_to,
+                run.dropped_at,
+                run.resumed_at,
+            )
+            if kind == "video":
+                indices = [read_index(f.to_ndarray(format="gray")) for f in frames]
+                assert None not in indices, indices
+                assert frames[0].key_frame and frames[widest + 1].key_frame
+                assert all(i < STUDENT_AFTER for i in indices[: widest + 1])  # type: ignore[operator]
+                assert all(i >= STUDENT_AFTER for i in indices[widest + 1 :])  # type: ignore[operator]
+                assert len(frames[widest + 1 :]) > 2.0 * 15
+            else:
+                samples, rate = mono(frames[widest + 1 :])
+                assert spectrum_peaks(samples, rate, 1) == [660]
 
 
 async def test_a_student_who_never_comes_back_leaves_the_composed_recording_at_the_grace_end(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 import zipfile
 from pathlib import Path
@@ -160,14 +161,17 @@ async def test_moderator_records_individual_tracks_and_others_may_not(
         assert done["recording"]["id"] == ack["recording"]["id"]
         async with aiohttp.ClientSession() as http:
             data = await Platform(http, server).call("GET", done["recording"]["download"])
+        recording_id = done["recording"]["id"]
         with zipfile.ZipFile(io.BytesIO(data)) as bundle:
             names = bundle.namelist()
-            assert "manifest.json" in names
-            video = next(n for n in names if n.endswith(".mp4"))
-            audio = next(n for n in names if n.endswith(".webm"))
-            assert probe(bundle.read(video))["video_codec"] == "h264"
-            with av.open(io.BytesIO(bundle.read(audio))) as container:
-                assert container.streams.audio[0].codec_context.name == "opus"
+            described = json.loads(bundle.read(f"{recording_id}.json"))
+            # As Vonage: one file per stream, audio and video in it; H.264 in Matroska.
+            (stream_file,) = [n for n in names if not n.endswith(".json")]
+            (entry,) = described["files"]
+            assert stream_file == entry["filename"] == f"{entry['streamId']}.mkv"
+            played = probe(bundle.read(stream_file))
+            assert played["video_codec"] == "h264" and played["audio_codec"] == "opus"
+            assert played["frames"] > 15 and played["audio_s"] > 1.5
     finally:
         await asyncio.gather(mentor.leave(), student.leave())
 
@@ -201,14 +205,22 @@ async def test_defence_records_itself_from_the_first_publish(server: ServerProce
         await student.leave()  # the room closes after its grace period, stopping the recording
 
 
-async def test_kill_9_mid_recording_leaves_a_playable_failed_recording(tmp_path: Path) -> None:
+@pytest.mark.parametrize("output_mode", ["composed", "individual"])
+async def test_kill_9_mid_recording_leaves_a_playable_failed_recording(
+    tmp_path: Path, output_mode: str
+) -> None:
     with running_server(tmp_path) as server:
         async with aiohttp.ClientSession() as http:
             platform = Platform(http, server)
             a = await join(server, "crash", "ada")
-            await a.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15))
+            publication = await a.publish(
+                audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15)
+            )
             row = await platform.call(
-                "POST", "/api/rooms/crash/recordings", {"resolution": "640x480"}, expect=201
+                "POST",
+                "/api/rooms/crash/recordings",
+                {"resolution": "640x480", "output_mode": output_mode},
+                expect=201,
             )
             await asyncio.sleep(4)
             server.process.kill()
@@ -220,8 +232,21 @@ async def test_kill_9_mid_recording_leaves_a_playable_failed_recording(tmp_path:
             failed = await platform.call("GET", f"/api/recordings/{row['id']}")
             assert failed["status"] == "failed" and 2.5 < failed["duration_s"] < 4.5, failed
             data = await platform.call("GET", f"/api/recordings/{row['id']}/download")
-            info = probe(data)
-            assert info["frames"] > 30 and abs(info["duration"] - failed["duration_s"]) < 0.6
+    if output_mode == "composed":
+        info = probe(data)
+        assert info["frames"] > 30 and abs(info["duration"] - failed["duration_s"]) < 0.6
+        return
+    # Individual: the stream's file, played up to its last flushed cluster, in the ZIP a
+    # finished archive has, with its JSON.
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        described = json.loads(bundle.read(f"{row['id']}.json"))
+        (entry,) = described["files"]
+        assert entry["streamId"] == publication["id"]
+        assert entry["filename"] == f"{publication['id']}.mkv"
+        info = probe(bundle.read(entry["filename"]))
+    assert info["frames"] > 30 and info["audio_s"] > 2.0
+    assert abs(entry["stopTimeOffset"] / 1000 - failed["duration_s"]) < 0.1, (entry, failed)
+    assert abs(info["duration"] - (entry["stopTimeOffset"] - entry["startTimeOffset"]) / 1000) < 0.6
 
 
 def small_mp4() -> bytes:
@@ -360,7 +385,11 @@ async def test_vonage_manual_stream_mode_layout_and_individual_archives(tmp_path
         data = await asyncio.to_thread(lambda: requests.get(url, timeout=10).content)
         with zipfile.ZipFile(io.BytesIO(data)) as bundle:
             media_files = [n for n in bundle.namelist() if not n.endswith(".json")]
-        # ann's audio and video only: ben's stream was never added.
-        assert len(media_files) == 2 and all(publications[0]["id"] in n for n in media_files)
+            described = json.loads(bundle.read(f"{archive.id}.json"))
+        # ann's stream only (its audio and video in one file): ben's was never added.
+        assert media_files == [f"{publications[0]['id']}.mkv"]
+        (entry,) = described["files"]
+        assert entry["streamId"] == publications[0]["id"]
+        assert entry["connectionData"] == "name=ann" and entry["filename"] == media_files[0]
         for client in clients:
             await client.leave()

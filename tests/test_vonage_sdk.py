@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import ssl
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import av
 import jwt
 import opentok
 import pytest
@@ -151,6 +155,104 @@ async def test_opentok_sdk_drives_a_session_end_to_end(
     assert receiver.events(sid) == expected
     assert receiver.attempts == len(expected) + 1  # the first delivery got a 500 and was retried
     assert all(receiver.signatures_ok)
+
+
+def decode_every_frame(data: bytes) -> dict[str, tuple[str, int, float, float]]:
+    """kind -> (codec, frames, first, end seconds) of a stream file; any decoding error fails.
+
+    Each kind is read from the start on its own (a seek back lands on a video keyframe and
+    would skip the audio before it)."""
+    found = {}
+    for kind in ("audio", "video"):
+        with av.open(io.BytesIO(data)) as container:
+            streams = [s for s in container.streams if s.type == kind]
+            if not streams:
+                continue
+            frames = list(container.decode(streams[0]))
+            last = frames[-1]
+            length = last.samples / last.sample_rate if kind == "audio" else 1 / 15
+            found[kind] = (
+                streams[0].codec_context.name,
+                len(frames),
+                float(frames[0].time),
+                last.time + length,
+            )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("codec", "extension"), [("h264", "mkv"), ("vp8", "webm")], ids=["h264", "vp8"]
+)
+async def test_opentok_individual_archive_is_a_zip_of_one_file_per_stream_and_its_json(
+    vonage_server: ServerProcess, codec: str, extension: str
+) -> None:
+    """The layout an app written against Vonage post-processes: `<streamId>.webm` (VP8) or
+    `.mkv` (H.264), each with the stream's audio and video, and `<archiveId>.json`."""
+    from opentok.archives import OutputModes
+
+    ot = opentok.Client(API_KEY, API_SECRET, api_url=vonage_server.url)
+    sid = (await sdk(ot.create_session, media_mode=opentok.MediaModes.routed)).session_id
+    clients, publications = [], []
+    for name in ("Ann", "Ben"):
+        token = await sdk(ot.generate_token, sid, data=f"name={name}&seat=4")
+        client = ParloirClient(vonage_server.url, token=token, room=sid)
+        await client.connect()
+        clients.append(client)
+        publications.append(
+            await client.publish(
+                audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15), video_codec=codec
+            )
+        )
+    try:
+        archive = await sdk(ot.start_archive, sid, name="viva", output_mode=OutputModes.individual)
+        await asyncio.sleep(4)
+        stopped = await sdk(ot.stop_archive, archive.id)
+        assert stopped.status == "available" and stopped.output_mode.value == "individual"
+        url = (await sdk(ot.get_archive, archive.id)).url
+        data = await sdk(lambda: requests.get(url, timeout=10).content)
+    finally:
+        for client in clients:
+            await client.leave()
+
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        sizes = {i.filename: i.file_size for i in bundle.infolist()}
+        described = json.loads(bundle.read(f"{archive.id}.json"))
+        contents = {n: bundle.read(n) for n in sizes if not n.endswith(".json")}
+    stream_ids = [p["id"] for p in publications]
+    assert sorted(sizes) == sorted(
+        [f"{archive.id}.json", *(f"{i}.{extension}" for i in stream_ids)]
+    )
+    assert {k: v for k, v in described.items() if k != "files"} == {
+        "createdAt": described["createdAt"],
+        "id": archive.id,
+        "name": "viva",
+        "sessionId": sid,
+    }
+    assert described["createdAt"] // 1000 == int(archive.created_at.timestamp())
+    assert sorted(f["streamId"] for f in described["files"]) == sorted(stream_ids)
+    for entry in described["files"]:
+        assert set(entry) == {
+            "connectionData",
+            "filename",
+            "size",
+            "startTimeOffset",
+            "stopTimeOffset",
+            "streamId",
+        }
+        assert entry["filename"] == f"{entry['streamId']}.{extension}"
+        assert entry["size"] == sizes[entry["filename"]]
+        name = "Ann" if entry["streamId"] == stream_ids[0] else "Ben"
+        assert entry["connectionData"] == f"name={name}&seat=4"
+        start, stop = entry["startTimeOffset"] / 1000, entry["stopTimeOffset"] / 1000
+        assert 0 <= start < 1.0 and abs(stop - stopped.duration) <= 1.5, (entry, stopped.duration)
+        played = decode_every_frame(contents[entry["filename"]])
+        assert sorted(played) == ["audio", "video"]
+        assert played["video"][0] == codec and played["audio"][0] == "opus"
+        assert played["video"][1] > 3 * 15 and played["audio"][1] > 3 * 50  # 15 fps, 20 ms
+        # The file's time 0 is startTimeOffset: its last frame ends at stopTimeOffset.
+        end = max(p[3] for p in played.values())
+        assert abs(start + end - stop) < 0.1, (entry, end)
+        assert min(p[2] for p in played.values()) < 0.05, (entry, played)
 
 
 async def test_bad_credentials_get_403_with_a_message(vonage_server: ServerProcess) -> None:

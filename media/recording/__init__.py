@@ -1,4 +1,4 @@
-"""Recording a Room: stream copy per track (individual) or one laid-out MP4 (composed).
+"""Recording a Room: stream copy per stream (individual) or one laid-out MP4 (composed).
 
     recorder = CompositeRecorder(directory, resolution=(1280, 720), fps=25)
     recorder.start()

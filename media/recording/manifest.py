@@ -35,6 +35,8 @@ class TrackInfo:
     """`camera` or `screen` (the Publication's video type)."""
     participant_id: str = ""
     """The Participant (Vonage connection) id, for the manifest."""
+    connection_data: str = ""
+    """The participant's token data (Vonage `connectionData`), for the manifest."""
 
     @property
     def codec(self) -> str:
@@ -61,7 +63,8 @@ class TrackEntry:
     codec: str
     """`h264`, `vp8` or `opus`."""
     file: str
-    """File name relative to the recording directory ("" until the first packet is written)."""
+    """File name relative to the recording directory ("" until the first packet is written);
+    individual: the file of the track's stream, shared with the stream's other kind."""
     start_offset_s: float | None = None
     """Seconds from the recording start to this segment's first written frame."""
     stop_offset_s: float | None = None
@@ -80,6 +83,31 @@ class TrackEntry:
 
 
 @dataclass
+class StreamFileEntry:
+    """One file of an individual recording: a stream's audio and video, muxed together."""
+
+    file: str
+    """File name relative to the recording directory: `<stream id>.webm` (VP8 and/or Opus) or
+    `<stream id>.mkv` (H.264); a stream removed and added again gets `<stream id>-2.…`."""
+    publication_id: str
+    """The Publication (Vonage stream) id."""
+    participant_id: str
+    """The Participant (Vonage connection) id."""
+    participant_name: str
+    """The participant's display name."""
+    connection_data: str
+    """The participant's token data (Vonage `connectionData`)."""
+    video_type: str
+    """`camera` or `screen`."""
+    kinds: list[str] = field(default_factory=list)
+    """The file's streams, `audio` and/or `video`."""
+    start_offset_s: float | None = None
+    """Seconds from the recording start to the file's time 0 (its earliest frame)."""
+    stop_offset_s: float | None = None
+    """Seconds from the recording start to the end of the file's last frame."""
+
+
+@dataclass
 class RecordingManifest:
     """Everything needed to play, sync or recover a recording without the database."""
 
@@ -95,6 +123,8 @@ class RecordingManifest:
     """Final files, relative to the recording directory."""
     tracks: list[TrackEntry] = field(default_factory=list)
     """Track segments in the order they started."""
+    streams: list[StreamFileEntry] = field(default_factory=list)
+    """Individual: the stream files in the order they started."""
     options: dict[str, Any] = field(default_factory=dict)
     """Recorder settings (resolution, fps, ...) for the record."""
     version: int = MANIFEST_VERSION
@@ -106,8 +136,14 @@ class RecordingManifest:
     def from_dict(cls, data: dict[str, Any]) -> RecordingManifest:
         known = {f.name for f in fields(TrackEntry)}
         tracks = [TrackEntry(**{k: v for k, v in t.items() if k in known}) for t in data["tracks"]]
+        known = {f.name for f in fields(StreamFileEntry)}
+        streams = [
+            StreamFileEntry(**{k: v for k, v in t.items() if k in known})
+            for t in data.get("streams", [])
+        ]
         top = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in data.items() if k in top}, "tracks": tracks})
+        given = {k: v for k, v in data.items() if k in top}
+        return cls(**{**given, "tracks": tracks, "streams": streams})
 
     def write(self, directory: Path) -> None:
         """Replace `manifest.json` atomically (blocking: call from a worker thread)."""
@@ -139,7 +175,7 @@ class RecordingResult:
     directory: Path
     """The recording directory."""
     files: list[Path]
-    """Media files to serve: one MP4 (composed) or one file per track segment (individual)."""
+    """Media files to serve: one MP4 (composed) or one file per stream (individual)."""
     duration_s: float
     """Recording length, start to stop."""
     size_bytes: int
@@ -152,3 +188,5 @@ class RecordingResult:
     """Frames lost inside the recorder (queues full, writer or encoder behind)."""
     stats: dict[str, Any] = field(default_factory=dict)
     """Recorder-specific counters (frames encoded, ticks skipped, ...)."""
+    streams: list[StreamFileEntry] = field(default_factory=list)
+    """Individual: the manifest's stream files (`files` in the same order)."""

@@ -17,8 +17,9 @@ FRAGMENT_S = 0.5
 """Fragment length of fragmented MP4s; with `flush_packets` a `kill -9` loses about this much
 plus what is still queued (AIORTC_SFU.md §4 measured < 1 s at 1 s fragments)."""
 
-EXTENSIONS = {"h264": "mp4", "vp8": "webm", "opus": "webm"}
-"""File type per copied codec: VP8 cannot go in MP4; Opus gets an audio-only WebM."""
+STREAM_CONTAINERS = {"h264": ("mkv", "matroska"), "vp8": ("webm", "webm"), None: ("webm", "webm")}
+"""Extension and FFmpeg format of an individual stream's file, by its video codec (None: audio
+only). As Vonage individual archives: VP8 + Opus in WebM, H.264 + Opus in Matroska."""
 
 
 def fragmented_mp4_options(fragment_s: float = FRAGMENT_S) -> dict[str, str]:
@@ -30,14 +31,14 @@ def fragmented_mp4_options(fragment_s: float = FRAGMENT_S) -> dict[str, str]:
     }
 
 
-def open_copy_output(path: Path, codec: str, fragment_s: float = FRAGMENT_S) -> Any:
-    """An output container for stream copy of `codec`, written so a crash keeps what was muxed."""
-    if EXTENSIONS[codec] == "mp4":
-        return av.open(str(path), "w", format="mp4", options=fragmented_mp4_options(fragment_s))
-    # Matroska/WebM is readable after a crash up to its last complete cluster: keep clusters
-    # short (the default is 5 s for audio) and flush each one to the file.
+def open_stream_output(path: Path, muxer: str, fragment_s: float = FRAGMENT_S) -> Any:
+    """A Matroska/WebM output for stream copy, written so a crash keeps what was muxed.
+
+    Matroska is readable after a crash up to its last complete cluster: keep clusters short
+    (the default is 5 s for audio) and flush each one to the file.
+    """
     options = {"flush_packets": "1", "cluster_time_limit": str(int(fragment_s * 1000))}
-    return av.open(str(path), "w", format="webm", options=options)
+    return av.open(str(path), "w", format=muxer, options=options)
 
 
 def h264_size(keyframe: bytes) -> tuple[int, int]:
@@ -93,10 +94,17 @@ def remux_faststart(source: Path, destination: Path) -> None:
 
     Reads until the first undecodable byte, so a truncated fragmented MP4 gives what it holds.
     """
+    remux(source, destination, "mp4", {"movflags": "+faststart"})
+
+
+def remux(source: Path, destination: Path, muxer: str, options: dict[str, str]) -> None:
+    """Stream-copy every audio and video stream of `source` into a new `muxer` file, which
+    gets the index and duration a crash kept the source from writing.
+
+    Reads until the first undecodable byte: a truncated file gives what it holds.
+    """
     with av.open(str(source)) as reader:
-        with av.open(
-            str(destination), "w", format="mp4", options={"movflags": "+faststart"}
-        ) as writer:
+        with av.open(str(destination), "w", format=muxer, options=options) as writer:
             mapping = {}
             for stream in reader.streams:
                 if stream.type in ("video", "audio"):
@@ -108,7 +116,7 @@ def remux_faststart(source: Path, destination: Path) -> None:
                     packet.stream = mapping[packet.stream.index]
                     writer.mux(packet)
             except av.error.InvalidDataError:
-                pass  # a crash left a torn last fragment: keep everything before it
+                pass  # a crash left a torn last fragment or cluster: keep everything before it
 
 
 @dataclass

@@ -82,23 +82,52 @@ def _scan_individual(
     probes = []
     end = 0.0
     servable = []
-    for entry in manifest.tracks:
-        if not entry.file or not (directory / entry.file).exists():
+    for name, start in _individual_files(manifest).items():
+        if not (directory / name).exists():
             continue
-        probe = muxing.probe_file(directory / entry.file)
+        probe = muxing.probe_file(directory / name)
         probes.append(probe)
         if probe.readable and probe.duration_s > 0:
             servable.append(probe.path)
-            end = max(end, (entry.start_offset_s or 0.0) + probe.duration_s)
+            end = max(end, start + probe.duration_s)
     return RecoveryReport(directory, manifest, interrupted, end, probes, servable)
+
+
+def _individual_files(manifest: RecordingManifest) -> dict[str, float]:
+    """File name -> recording time of its time 0: one file per stream, or (manifests written
+    before streams shared a file) one per track."""
+    entries = manifest.streams or manifest.tracks
+    return {e.file: e.start_offset_s or 0.0 for e in entries if e.file}
+
+
+def _remux_stream_file(probe: muxing.FileProbe) -> muxing.FileProbe:
+    """Rewrite a crashed individual file (stream copy, same container) so it gets the duration
+    and seek index its recorder never wrote; on any failure the file stays as it was."""
+    if not probe.readable or probe.duration_s <= 0:
+        return probe
+    path = probe.path
+    muxer = "matroska" if path.suffix == ".mkv" else "webm"
+    temporary = path.with_name(path.name + ".remux")
+    try:
+        muxing.remux(path, temporary, muxer, {})
+        remuxed = muxing.probe_file(temporary)
+        if remuxed.readable and remuxed.duration_s > 0:
+            temporary.replace(path)
+            return muxing.probe_file(path)
+    except Exception:
+        log.exception("remuxing %s failed; the file is kept as written", path)
+    temporary.unlink(missing_ok=True)
+    return probe
 
 
 def recover_recording(directory: Path | str, remux: bool = True) -> RecoveryReport:
     """Make an interrupted recording servable and record its playable duration.
 
     Composed: the partial `composed.part.mp4` is remuxed (stream copy) into a fast-start
-    `composed.mp4` when `remux`, then deleted. Individual: files stay as they are (fragmented
-    MP4 and WebM play as written); each entry's `stop_offset_s` is filled from its file. The
+    `composed.mp4` when `remux`, then deleted. Individual: each WebM/Matroska file (playable as
+    written up to its last flushed cluster) is remuxed in place when `remux`, to get the
+    duration and seek index a crash kept it from writing; each stream's and track's
+    `stop_offset_s` is filled from its file. The
     manifest is rewritten with `status: recovered`. A finished recording is left untouched.
     """
     directory = Path(directory)
@@ -119,15 +148,24 @@ def recover_recording(directory: Path | str, remux: bool = True) -> RecoveryRepo
                 report.files = [remuxed]
         except Exception:
             log.exception("remuxing %s failed; the partial file is kept", part)
+    if manifest.mode == "individual" and remux:
+        report.files = [_remux_stream_file(probe) for probe in report.files]
     if manifest.mode == "individual":
         by_path = {p.path.name: p for p in report.files}
+        starts = _individual_files(manifest)
+        for stream_entry in manifest.streams:
+            probe = by_path.get(stream_entry.file)
+            if probe is not None and probe.readable and stream_entry.stop_offset_s is None:
+                stream_entry.stop_offset_s = round(starts[stream_entry.file] + probe.duration_s, 3)
         for entry in manifest.tracks:
             probe = by_path.get(entry.file)
             if probe is None or not probe.readable:
                 continue
-            entry.packets = sum(stream.packets for stream in probe.streams)
-            if entry.stop_offset_s is None:
-                entry.stop_offset_s = round((entry.start_offset_s or 0.0) + probe.duration_s, 3)
+            kept = [s for s in probe.streams if s.kind == entry.kind] or probe.streams
+            entry.packets = sum(stream.packets for stream in kept)
+            ends = [s.end_s for s in kept if s.end_s is not None]
+            if entry.stop_offset_s is None and ends:
+                entry.stop_offset_s = round(starts.get(entry.file, 0.0) + max(ends), 3)
     else:
         for entry in manifest.tracks:
             if entry.stop_offset_s is None:
