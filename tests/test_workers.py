@@ -25,6 +25,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loadtest import LoadPlan, run_loadtest
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
 from server.edge import RoomSockets
 from server.placement import RoomPlacements
@@ -280,3 +281,28 @@ async def test_a_room_without_sockets_for_longer_than_the_graces_loses_its_place
             assert (await cursor.fetchone())[0] == 0
     finally:
         await database.close()
+
+
+async def test_the_load_generator_sees_full_media_and_no_cross_room_frames_across_two_workers(
+    two_workers: ServerProcess, tmp_path: Path
+) -> None:
+    figures = await run_loadtest(
+        LoadPlan(
+            url=two_workers.url,
+            secret=two_workers.secret,
+            rooms=2,
+            participants=3,
+            seconds=5.0,
+            warmup_s=2.0,
+            json_path=tmp_path / "loadtest.json",
+        ),
+        out=None,
+        progress=None,
+        live=None,
+    )
+    (step,) = figures["steps"]
+    assert figures["join_success_rate"] == 1.0 and figures["content_ok"] is True, figures
+    assert step["loss_pct"] < 1.0 and step["fps_min"] >= 25.0, step
+    assert step["server_cpu_cores"] is not None, "CPU summed over the worker-labelled metrics"
+    workers = {worker for worker, _ in _placements(two_workers).values()}
+    assert workers == {0, 1}, "the two rooms were served by the two workers"
