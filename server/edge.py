@@ -287,6 +287,10 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
 # ---- WebSocket ---------------------------------------------------------------------------
 
 
+class MisroutedJoin(Exception):
+    """A join on a socket connected to another worker than the room's."""
+
+
 def room_of_join(raw: str | bytes, tokens: TokenVerifier) -> str | None:
     """The room a first signaling message joins with a token valid for it; None for a
     connection test or anything else (the worker it reaches answers it as a single server
@@ -345,17 +349,46 @@ async def rtc_proxy(request: web.Request) -> web.WebSocketResponse:
         log.warning("worker %d refused a signaling socket: %s", worker.index, exc)
         await ws.close(code=1013, message=b"worker unavailable")
         return ws
-    sockets = request.app[ROOM_SOCKETS]
-    if room is not None:
-        sockets.opened(room)
+    joins = JoinWatch(request.app, worker, room)
     try:
         async with upstream:
             await _send(upstream, first)
-            await _pump(ws, upstream)
+            await _pump(ws, upstream, joins)
     finally:
-        if room is not None:
-            sockets.closed(room)
+        joins.release()
     return ws
+
+
+class JoinWatch:
+    """Keeps a socket's room on the worker it reached. The first message placed the room; a
+    socket whose first message did not join (a refused join that kept the socket open) may join
+    later: that room is then placed on this socket's worker, or, if another worker already holds
+    it, the socket is closed with 1013 (try again) so that the client reconnects to the right one.
+    Counts the room's open sockets (RoomSockets) meanwhile."""
+
+    def __init__(self, app: web.Application, worker: WorkerProcess, room: str | None) -> None:
+        self._app, self._worker, self.room = app, worker, room
+        if room is not None:
+            app[ROOM_SOCKETS].opened(room)
+
+    async def admit(self, message: aiohttp.WSMessage) -> bool:
+        if self.room is not None or message.type != WSMsgType.TEXT:
+            return True
+        room = room_of_join(message.data, self._app[EDGE_TOKENS])
+        if room is None:
+            return True
+        index, pid = self._worker.index, self._worker.pid
+        assert pid is not None
+        placement = await self._app[PLACEMENTS].place(room, lambda: (index, pid))
+        if placement.worker != index:
+            return False
+        self.room = room
+        self._app[ROOM_SOCKETS].opened(room)
+        return True
+
+    def release(self) -> None:
+        if self.room is not None:
+            self._app[ROOM_SOCKETS].closed(self.room)
 
 
 async def _send(target: Any, message: aiohttp.WSMessage) -> None:
@@ -365,7 +398,9 @@ async def _send(target: Any, message: aiohttp.WSMessage) -> None:
         await target.send_bytes(message.data)
 
 
-async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def _pump(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, joins: JoinWatch
+) -> None:
     """Both directions, message by message, until either side closes; the close code and reason
     of one side are given to the other. The side that closed first is closed with no read
     pending on it (aiohttp closes a socket whose close() races another task's receive() without
@@ -373,6 +408,8 @@ async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
 
     async def to_worker() -> None:
         async for message in client:
+            if not await joins.admit(message):
+                raise MisroutedJoin("that room is served by another worker: reconnect")
             await _send(upstream, message)
 
     async def to_client() -> tuple[int, bytes]:
@@ -401,7 +438,9 @@ async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
         else:
             backward.cancel()
             await asyncio.gather(backward, return_exceptions=True)
-            if (error := forward.exception()) is not None:
+            if isinstance(error := forward.exception(), MisroutedJoin):
+                await client.close(code=1013, message=str(error).encode()[:120])  # try again
+            elif error is not None:
                 log.info("signaling proxy: %s", error)
             sent = client.close_code
             # 1005/1006/1015 say "no close frame came": never sent in one; 1001 = going away.

@@ -306,3 +306,53 @@ async def test_the_load_generator_sees_full_media_and_no_cross_room_frames_acros
     assert step["server_cpu_cores"] is not None, "CPU summed over the worker-labelled metrics"
     workers = {worker for worker, _ in _placements(two_workers).values()}
     assert workers == {0, 1}, "the two rooms were served by the two workers"
+
+
+async def _raw_exchange(ws: aiohttp.ClientWebSocketResponse, message: dict) -> dict:
+    await ws.send_json(message)
+    while True:
+        frame = await asyncio.wait_for(ws.receive(), 10)
+        assert frame.type == aiohttp.WSMsgType.TEXT, (frame.type, ws.close_code)
+        reply: dict = frame.json()
+        if reply.get("id") == message.get("id"):
+            return reply
+
+
+async def test_a_join_after_a_refused_one_on_the_same_socket_keeps_each_room_on_one_worker(
+    two_workers: ServerProcess,
+) -> None:
+    host = ParloirClient(
+        two_workers.url, token=two_workers.token("seminar", "host"), room="seminar"
+    )
+    await host.connect()
+    try:
+        seminar_worker = _placements(two_workers)["seminar"][0]
+        await asyncio.sleep(1.5)  # the edge has polled the workers: the other one is less busy
+        async with aiohttp.ClientSession() as session:
+            # A first message that joins nothing: the socket reaches the less busy worker.
+            async with session.ws_connect(two_workers.ws_url) as ws:
+                refused = await _raw_exchange(ws, {"type": "join", "room": "seminar", "id": 1})
+                assert refused["code"] == "invalid-message"
+                token = two_workers.token("seminar", "late")
+                await ws.send_json({"type": "join", "room": "seminar", "token": token, "id": 2})
+                closing = await asyncio.wait_for(ws.receive(), 10)
+                assert closing.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1013
+            assert list(_placements(two_workers)) == ["seminar"], "nothing placed by it"
+            # The same with a room nobody holds: it is placed on that socket's worker, where
+            # the next participant finds it.
+            async with session.ws_connect(two_workers.ws_url) as ws:
+                await _raw_exchange(ws, {"type": "join", "room": "workshop", "id": 1})
+                token = two_workers.token("workshop", "first")
+                joined = await _raw_exchange(
+                    ws, {"type": "join", "room": "workshop", "token": token, "id": 2}
+                )
+                assert joined["type"] == "joined"
+                assert _placements(two_workers)["workshop"][0] != seminar_worker
+                second = ParloirClient(
+                    two_workers.url, token=two_workers.token("workshop", "second"), room="workshop"
+                )
+                joined = await second.connect()
+                await second.close()
+                assert [p["identity"] for p in joined["participants"]] == ["first"]
+    finally:
+        await host.close()
