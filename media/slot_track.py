@@ -16,6 +16,9 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+MAX_STEP_S = 10
+"""A carried track's timestamp moving further than this between two frames is a jump."""
+
 
 class SlotTrack(MediaStreamTrack):
     """The sender's track for one m-line; `carry()` plugs a publication's track in, `release()`
@@ -23,8 +26,11 @@ class SlotTrack(MediaStreamTrack):
 
     Timestamps stay continuous across publications: the first frame of a newly carried track
     follows the last one sent by the wall-clock time in between, as a receiver's jitter buffer
-    expects of one SSRC. (Encoded packets only: the relay baseline's decoded frames, shared by
-    its subscribers, pass unchanged.)
+    expects of one SSRC. So do they when the carried track's own timestamps jump (backwards, or
+    further ahead than MAX_STEP_S): a publisher that restarts its timestamps on a reused m-line
+    (aiortc's `replaceTrack` with a new track) reaches the forwarder as a jump of 2**32, because
+    aiortc's receiver takes any step back for a wrap-around. (Encoded packets only: the relay
+    baseline's decoded frames, shared by its subscribers, pass unchanged.)
     """
 
     def __init__(self, kind: str) -> None:
@@ -36,6 +42,8 @@ class SlotTrack(MediaStreamTrack):
         """Added to the pts of the carried track's frames (in its time base)."""
         self._last: tuple[Fraction, float] | None = None
         """Time of the last frame sent (seconds on the RTP clock) and when it was sent."""
+        self._last_in: int | None = None
+        """The carried track's pts of that frame (before `_shift`)."""
 
     @property
     def carried(self) -> MediaStreamTrack | None:
@@ -45,6 +53,7 @@ class SlotTrack(MediaStreamTrack):
         self.release()
         self._carried = track
         self._shift = None
+        self._last_in = None
         self._changed.set()
 
     def release(self) -> None:
@@ -80,12 +89,15 @@ class SlotTrack(MediaStreamTrack):
         pts, time_base = frame.pts, frame.time_base
         if pts is None or time_base is None:
             return frame
-        if self._shift is None:
+        if self._shift is None or (
+            self._last_in is not None and not 0 < (pts - self._last_in) * time_base <= MAX_STEP_S
+        ):
             self._shift = 0
             if self._last is not None and isinstance(frame, av.Packet):
                 last_s, sent_at = self._last
                 gap_s = Fraction(max(time.monotonic() - sent_at, 0.001)).limit_denominator(1000)
                 self._shift = int((last_s + gap_s) / time_base) - pts
+        self._last_in = pts
         if self._shift and isinstance(frame, av.Packet):
             # Subscribers share the forwarder's packet: the shifted one is a copy.
             pts += self._shift

@@ -74,3 +74,36 @@ def test_painted_index_reads_back_and_plain_frames_carry_none() -> None:
     assert read_index(luma) is None
     paint_index(luma, 51234)
     assert read_index(luma) == 51234
+
+
+async def test_a_reused_subscriber_m_line_keeps_timestamps_rising_when_the_source_jumps() -> None:
+    """A publisher restarting its timestamps on a reused m-line reaches the forwarder as a jump
+    of 2**32 (aiortc's receiver takes the step back for a wrap-around); subscribers must still
+    see each frame one frame interval after the previous one, never a step back."""
+    from fractions import Fraction
+
+    import av
+    from aiortc import MediaStreamTrack
+
+    from media.slot_track import SlotTrack
+
+    class Packets(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self, pts: list[int]) -> None:
+            super().__init__()
+            self._pts = list(pts)
+
+        async def recv(self) -> av.Packet:  # type: ignore[override]
+            packet = av.Packet(b"\x00")
+            packet.pts = packet.dts = self._pts.pop(0)
+            packet.time_base = Fraction(1, 90000)
+            return packet
+
+    slot = SlotTrack("video")
+    slot.carry(Packets([0, 3000, 6000, (1 << 32) + 0, (1 << 32) + 3000]))
+    sent = [(await slot.recv()).pts for _ in range(5)]
+    steps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert steps[:2] == [3000, 3000]
+    assert all(0 < step < 90000 for step in steps), sent
+    assert steps[-1] == 3000
