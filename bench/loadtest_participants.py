@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 import av
-from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
 
 from bench import loadtest_messages as msg
@@ -205,7 +204,7 @@ class LoadParticipant:
             )
             self.subscriptions[received.publication_id] = subscription
         counter = subscription.video if received.kind == "video" else subscription.audio
-        receiver = self._receiver_of(received)
+        receiver = received.receiver
         original = aiortc_hooks.get_decoder_queue(receiver)
         decode = False
         if received.kind == "video" and self.seat.sampled and self.checker is None:
@@ -222,12 +221,6 @@ class LoadParticipant:
                 original.put((codec, encoded_frame))
 
         aiortc_hooks.swap_decoder_queue(receiver, EncodedFrameTap(original, on_frame))
-
-    def _receiver_of(self, received: ReceivedTrack) -> RTCRtpReceiver:
-        for transceiver in self.client.subscriber_pc.getTransceivers():
-            if transceiver.receiver.track is received.track:
-                return transceiver.receiver
-        raise RuntimeError(f"no receiver for the {received.kind} track")
 
     def _joined_message(self) -> dict[str, Any]:
         return next((m for m in self.client.events.messages if m["type"] == "joined"), {})

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import av
-from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
 
 from bench.messages import (
@@ -150,7 +149,7 @@ class SubscriberProbe:
         # Called inside setRemoteDescription, before any media: the tap is in place in time.
         if received.publication_id != self.config.publication_id:
             return
-        receiver = self._receiver_of(received)
+        receiver = received.receiver
         original = aiortc_hooks.get_decoder_queue(receiver)
         kind = received.kind
         decode = kind == "video" and self.checker is not None
@@ -169,12 +168,6 @@ class SubscriberProbe:
         aiortc_hooks.swap_decoder_queue(receiver, EncodedFrameTap(original, on_frame))
         if decode and self.checker is not None:
             self._tasks.append(asyncio.ensure_future(self.checker.run(received.track)))
-
-    def _receiver_of(self, received: ReceivedTrack) -> RTCRtpReceiver:
-        for transceiver in self.client.subscriber_pc.getTransceivers():
-            if transceiver.receiver.track is received.track:
-                return transceiver.receiver
-        raise RuntimeError(f"no receiver for the {received.kind} track")
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import av
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,113 @@ class ReceivedTrack:
     publication_id: str
     participant_id: str
     kind: str
-    track: MediaStreamTrack
+    track: PublicationTrack
+    """This publication's frames only: ends when its m-line stops carrying it."""
+    receiver: RTCRtpReceiver
+    """The m-line's receiver (it may carry other publications before and after this one)."""
+
+
+RTP_TIMESTAMP_MODULO = 1 << 32
+
+
+class SubscriberLine:
+    """One subscriber m-line: its receiver, and the track of the publication it carries now.
+
+    The server reuses an m-line for a later publication (PROTOCOL.md "M-lines are reused"),
+    while aiortc keeps one receiver track per m-line. That track still holds frames of the
+    previous publication: decoded but never read, and the last one held back by aiortc's
+    jitter buffer until the next frame's first packet comes (it ignores the marker bit), which
+    is the new publication's. So each publication gets its own `PublicationTrack`, which skips
+    every frame whose RTP timestamp is not newer than the last packet received before the
+    switch: the server sends the new publication only after the client has answered the offer
+    that announces it, with later timestamps (`media/slot_track.py`).
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        assert receiver.track is not None
+        self.receiver = receiver
+        self.source: MediaStreamTrack = receiver.track
+        self.carrying: tuple[str, str] | None = None
+        """(publication id, kind) of the publication the m-line carries now, if any."""
+        self.track: PublicationTrack | None = None
+        self._first_timestamp: int | None = None
+        self._newest_timestamp: int | None = None
+        # The DTLS transport calls the receiver's handler by attribute, for every RTP packet.
+        handle = receiver._handle_rtp_packet
+
+        async def watched(packet: RtpPacket, arrival_time_ms: int) -> None:
+            self._saw(packet.timestamp)
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = watched  # type: ignore[method-assign]
+
+    def _saw(self, timestamp: int) -> None:
+        if self._first_timestamp is None:
+            self._first_timestamp = timestamp
+        newest = self._newest_timestamp
+        if newest is None or 0 < (timestamp - newest) % RTP_TIMESTAMP_MODULO < 1 << 31:
+            self._newest_timestamp = timestamp  # a retransmission is never newer
+
+    def carry(self, publication: tuple[str, str]) -> PublicationTrack:
+        """The m-line carries `publication` from now on: a new track, the previous one ends."""
+        self.end()
+        after = None
+        if self._first_timestamp is not None and self._newest_timestamp is not None:
+            # aiortc's receiver gives frames pts = RTP timestamp - the first one (unwrapped).
+            after = (self._newest_timestamp - self._first_timestamp) % RTP_TIMESTAMP_MODULO
+        self.carrying = publication
+        self.track = PublicationTrack(self, after)
+        return self.track
+
+    def end(self) -> None:
+        """The publication it carried ended (the m-line went inactive)."""
+        if self.track is not None:
+            self.track.stop()
+        self.carrying = None
+        self.track = None
+
+
+class PublicationTrack(MediaStreamTrack):
+    """One publication's frames from a subscriber m-line that may carry others before it."""
+
+    def __init__(self, line: SubscriberLine, after_pts: int | None) -> None:
+        super().__init__()
+        self.kind = line.source.kind
+        self._line = line
+        self._after_pts = after_pts
+        """Frames with a pts up to this one are the previous publication's (None: there was
+        none)."""
+        self._handed_over: list[av.frame.Frame | av.Packet] = []
+        """Frames read by the previous track after it ended, that are this one's."""
+
+    @property
+    def frames_waiting(self) -> int:
+        """Frames decoded and not read yet (some may be the previous publication's): a reader
+        that wants what is shown now skips them."""
+        queue = getattr(self._line.source, "_queue", None)  # aiortc's RemoteStreamTrack
+        return len(self._handed_over) + (queue.qsize() if queue is not None else 0)
+
+    def _is_mine(self, frame: av.frame.Frame | av.Packet) -> bool:
+        if self._after_pts is None or frame.pts is None:
+            return True
+        return 0 < (frame.pts - self._after_pts) % RTP_TIMESTAMP_MODULO < 1 << 31
+
+    async def recv(self) -> av.frame.Frame | av.Packet:  # type: ignore[override]
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self._handed_over:
+                frame = self._handed_over.pop(0)
+            else:
+                frame = await self._line.source.recv()
+                if self.readyState != "live":
+                    # Ended while waiting: the frame belongs to whatever the m-line carries now.
+                    if self._line.track is not None:
+                        self._line.track._handed_over.append(frame)
+                    raise MediaStreamError
+            if self._is_mine(frame):
+                self._after_pts = None  # in order from here on: no need to look again
+                return frame
 
 
 @dataclass
@@ -81,12 +191,12 @@ class ParloirClient:
         """Given each raw frame of the chat channel as it arrives, instead of recording it in
         `events` (a load tool keeps its own tally and skips the per-message bookkeeping)."""
         self._ssl = ssl
-        self._mid_map: dict[str, dict[str, Any]] = {}
+        self._lines: dict[str, SubscriberLine] = {}
+        """Subscriber m-lines by mid."""
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 0
-        self.subscriber_pc.on("track", self._track_arrived)
         self.chat_channel: Any = None
         self.subscriber_pc.on("datachannel", self._datachannel)
         self._publication_transceivers: dict[str, list[RTCRtpTransceiver]] = {}
@@ -209,39 +319,36 @@ class ParloirClient:
     # ---- subscribing ---------------------------------------------------------------------
 
     async def _answer_subscriber_offer(self, message: dict[str, Any]) -> None:
-        for entry in message["subscriptions"]:
-            self._mid_map[entry["mid"]] = entry
+        carried = {entry["mid"]: entry for entry in message["subscriptions"]}
         await self.subscriber_pc.setRemoteDescription(
             RTCSessionDescription(sdp=message["sdp"], type="offer")
         )
-        # An m-line the server reuses for another publication (PROTOCOL.md) brings no `track`
-        # event: its receiver's track now carries what this offer's subscriptions say.
+        # Before the answer, so before any frame of what this offer announces can come. An
+        # m-line the server reuses for another publication (PROTOCOL.md) brings no `track`
+        # event in aiortc, and its receiver's track would go on from the previous publication.
         for transceiver in self.subscriber_pc.getTransceivers():
-            entry = self._mid_map.get(transceiver.mid or "")
-            track = transceiver.receiver.track
-            if entry is not None and track is not None:
-                known = self.received.get((entry["publication_id"], entry["kind"]))
-                if known is None or known.track is not track:
-                    self._report_track(entry, track)
+            if transceiver.receiver.track is None or transceiver.mid is None:
+                continue
+            line = self._lines.get(transceiver.mid)
+            if line is None:
+                line = self._lines[transceiver.mid] = SubscriberLine(transceiver.receiver)
+            entry = carried.get(transceiver.mid)
+            if entry is None:
+                line.end()  # its publication ended: the m-line goes inactive
+            elif line.carrying != (entry["publication_id"], entry["kind"]):
+                track = line.carry((entry["publication_id"], entry["kind"]))
+                self._report_track(entry, track, transceiver.receiver)
         answer = await self.subscriber_pc.createAnswer()
         await self.subscriber_pc.setLocalDescription(answer)
         await self.send(
             {"type": "answer", "pc": "subscriber", "sdp": self.subscriber_pc.localDescription.sdp}
         )
 
-    def _track_arrived(self, track: MediaStreamTrack) -> None:
-        for transceiver in self.subscriber_pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                entry = self._mid_map.get(transceiver.mid or "")
-                if entry is None:
-                    log.warning("track on unknown mid %s", transceiver.mid)
-                    return
-                self._report_track(entry, track)
-                return
-
-    def _report_track(self, entry: dict[str, Any], track: MediaStreamTrack) -> None:
+    def _report_track(
+        self, entry: dict[str, Any], track: PublicationTrack, receiver: RTCRtpReceiver
+    ) -> None:
         received = ReceivedTrack(
-            entry["publication_id"], entry["participant_id"], entry["kind"], track
+            entry["publication_id"], entry["participant_id"], entry["kind"], track, receiver
         )
         self.received[(received.publication_id, received.kind)] = received
         if self._on_track is not None:

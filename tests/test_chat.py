@@ -125,7 +125,7 @@ async def test_flood_is_throttled_and_media_keeps_flowing(
         assert len(delivered) + len(throttled) == 200
         # Drain what was decoded meanwhile: the newest frame shows video kept its pace.
         latest = read_frame_index(await asyncio.wait_for(video.track.recv(), 2))
-        while video.track._queue.qsize() > 0:  # decoded frames waiting: take the newest
+        while video.track.frames_waiting > 0:  # decoded frames waiting: take the newest
             latest = read_frame_index(await video.track.recv())
         elapsed = asyncio.get_running_loop().time() - started
         assert first is not None and latest is not None

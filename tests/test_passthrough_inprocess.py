@@ -12,7 +12,7 @@ import aiohttp
 import aiortc.rtcrtpreceiver
 import av
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCPeerConnection
 
 import signaling.participant
 from media import aiortc_hooks
@@ -45,11 +45,7 @@ def tapping_client(
     client: ParloirClient
 
     def on_track(received: ReceivedTrack) -> None:
-        receiver: RTCRtpReceiver = next(
-            t.receiver
-            for t in client.subscriber_pc.getTransceivers()
-            if t.receiver.track is received.track
-        )
+        receiver = received.receiver
         counter = counters[(received.publication_id, received.kind)] = FrameCounter()
         TrackForwarder(receiver, received.track).add_consumer(counter)
 
@@ -137,7 +133,7 @@ async def test_subscriber_keyframe_request_reaches_the_publisher_coalesced(
 async def latest_frame(track: Any) -> av.VideoFrame:
     """The newest decoded frame: what the subscriber shows now, not what was queued."""
     frame = await asyncio.wait_for(track.recv(), 5)
-    while track._queue.qsize() > 0:
+    while track.frames_waiting > 0:
         frame = await track.recv()
     return frame
 

@@ -77,6 +77,57 @@ async def test_reconnect_within_grace_keeps_ids_and_delivers_chat_sent_meanwhile
         await asyncio.gather(b.leave(), *(c.leave() for c in [back] if c))
 
 
+async def test_a_republished_video_after_a_reconnect_starts_with_its_own_frames(
+    inprocess_server: InProcessServer,
+) -> None:
+    """The subscriber m-line of the dropped video carries the republished one. Frames of the
+    dropped video still waiting at the subscriber (unread, and the last one held back by
+    aiortc's jitter buffer until the next frame's first packet comes) must not show up as the
+    republished video's first frames."""
+    inprocess_server.registry.reconnect_grace_s = 10.0
+    a = await connect(inprocess_server, "viva", "student")
+    b = await connect(inprocess_server, "viva", "jury", Role.MODERATOR)
+    back: ParloirClient | None = None
+    try:
+        publication = await a.publish(video=PaintedVideoTrack(320, 240, 30))
+        old = await b.wait_for_track(publication["id"], "video")
+        assert_painted_sequence(await painted_indices(old.track, 3))  # it flows; rest unread
+        ticket = a.resume_ticket
+        await drop(a)
+        await b.wait_for(
+            lambda m: (
+                m["type"] == "offer"
+                and publication["id"] not in [s["publication_id"] for s in m["subscriptions"]]
+            )
+        )
+        # Answered (before it was recorded); once the server acks a later message of b's socket,
+        # it has applied that answer too, so the republished video takes the freed m-line.
+        await b.request(
+            {"type": "ice", "pc": "subscriber", "candidate": "", "sdp_mid": "0"}, expect="ack"
+        )
+        back = ParloirClient(
+            inprocess_server.url, token=inprocess_server.token("viva", "student"), room="viva"
+        )
+        await back.connect(resume=ticket)
+        start = len(b.events.messages)
+        await back.publish(
+            video=PaintedVideoTrack(320, 240, 30, first_index=1000),
+            publication_id=publication["id"],
+        )
+        await b.wait_for(lambda m: m["type"] == "track-published", start=start)
+        for _ in range(100):
+            if b.received[(publication["id"], "video")] is not old:
+                break
+            await asyncio.sleep(0.05)
+        new = b.received[(publication["id"], "video")]
+        assert new.receiver is old.receiver, "expected the dropped video's m-line to be reused"
+        indices = await painted_indices(new.track, 10)
+        assert_painted_sequence(indices)
+        assert all(i is None or i >= 1000 for i in indices), f"dropped video's frames: {indices}"
+    finally:
+        await asyncio.gather(b.leave(), *(c.leave() for c in [back] if c))
+
+
 async def test_after_the_grace_period_the_participant_is_gone_and_cannot_resume(
     inprocess_server: InProcessServer,
 ) -> None:
