@@ -125,9 +125,8 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         RecordingStore(app[DATABASE]), settings.data_dir.resolve(), registry
     )
     recordings.auto_record = auto_record_rule(app[DATABASE], app[STORE])
-    base_url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
     recordings.listeners.append(
-        RecordingWebhooks(settings, app[WEBHOOKS], app[VONAGE_EVENTS], base_url)
+        RecordingWebhooks(settings, app[WEBHOOKS], app[VONAGE_EVENTS], settings.link_base())
     )
     observers.observers.append(recordings)
     registry.recording_control = RoomRecordingControl(recordings)

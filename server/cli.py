@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080; 0 = any free port)")
     serve.add_argument(
+        "--public-url",
+        help="base of the links the server hands out, e.g. https://video.example.org",
+    )
+    serve.add_argument(
         "--data-dir", type=Path, help="SQLite file, recordings, secret (default ./data)"
     )
     serve.add_argument(
@@ -191,6 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(
         host=args.host,
         port=args.port,
+        public_url=args.public_url,
         data_dir=args.data_dir,
         ice_addresses=tuple(args.ice_addresses) if args.ice_addresses else None,
         video_codec=args.video_codec,

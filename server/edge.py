@@ -143,8 +143,7 @@ async def _server_duties(app: web.Application) -> AsyncIterator[None]:
     recordings = RecordingService(
         RecordingStore(database), settings.data_dir.resolve(), RoomRegistry(MediaSettings())
     )
-    base_url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
-    recordings.listeners.append(RecordingWebhooks(settings, outbox, vonage, base_url))
+    recordings.listeners.append(RecordingWebhooks(settings, outbox, vonage, settings.link_base()))
     placements = RoomPlacements(database)
     await asyncio.to_thread(wait_for_previous_workers, await placements.previous_worker_pids())
     await placements.load()

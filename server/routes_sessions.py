@@ -162,7 +162,7 @@ async def issue_join_token(ctx: RequestContext) -> dict[str, Any]:
         name=name,
         ttl_s=body.ttl_s,
     )
-    base = f"{ctx.request.scheme}://{ctx.request.host}"
+    base = ctx.app[SETTINGS].link_base(f"{ctx.request.scheme}://{ctx.request.host}")
     return {
         "token": token,
         "room_id": session.room_id,

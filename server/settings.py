@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 VIDEO_CODECS = ("h264", "vp8")
 FORWARDING_MODES = ("passthrough", "relay")
@@ -23,6 +24,9 @@ class Settings:
     """Address the HTTP/WebSocket server listens on."""
     port: int = 8080
     """TCP port; 0 picks a free one (printed at start)."""
+    public_url: str = ""
+    """Base of every link the server hands out (call links, recording download URLs), e.g.
+    https://video.example.org; empty = the request's origin, or the listen address."""
     data_dir: Path = Path("data")
     """SQLite file, recordings and the generated secret live here."""
     secret: str = ""
@@ -96,6 +100,19 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def link_base(self, request_origin: str | None = None) -> str:
+        """Base URL (no trailing slash) of the links the server hands out: public_url when set,
+        else the origin the request came to (scheme://Host), else the listen address with a
+        wildcard host (0.0.0.0, ::) replaced by loopback, which at least names this machine."""
+        if self.public_url:
+            return self.public_url
+        if request_origin:
+            return request_origin.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.port}"
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "parloir.sqlite3"
@@ -135,6 +152,7 @@ def _environment_kind(value: str) -> bool:
 _ENV_READERS: dict[str, tuple[str, Any]] = {
     "PARLOIR_HOST": ("host", str),
     "PARLOIR_PORT": ("port", int),
+    "PARLOIR_PUBLIC_URL": ("public_url", str),
     "PARLOIR_DATA_DIR": ("data_dir", Path),
     "PARLOIR_SECRET": ("secret", str),
     "PARLOIR_API_KEY": ("api_key", str),
@@ -185,8 +203,34 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError as exc:
             raise SettingsError(f"{name}={raw!r}: {exc}") from exc
     settings = Settings(**values).with_overrides(**overrides)
+    if settings.public_url:
+        settings = replace(settings, public_url=_public_url(settings.public_url))
     _validate(settings)
     return settings
+
+
+def _public_url(value: str) -> str:
+    """An absolute http(s) URL without query or fragment, its trailing slash stripped."""
+    problem = ""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "not an absolute http:// or https:// URL"
+        elif parts.hostname in ("0.0.0.0", "::"):
+            problem = "a wildcard listen address is no host a platform can reach"
+        elif parts.query or parts.fragment or value.strip().endswith(("?", "#")):
+            problem = "a base URL has no query or fragment"
+        elif parts.username is not None or parts.password is not None:
+            problem = "a base URL carries no credentials"
+    if problem:
+        raise SettingsError(
+            f"public URL {value!r}: {problem} (PARLOIR_PUBLIC_URL, e.g. https://video.example.org)"
+        )
+    return value.strip().rstrip("/")
 
 
 def _validate(settings: Settings) -> None:

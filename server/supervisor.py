@@ -158,6 +158,8 @@ class Supervisor:
     # ---- processes -------------------------------------------------------------------------
 
     async def _spawn(self, worker: WorkerProcess) -> None:
+        # The worker keeps the edge's host, port and public_url: links it hands out name the edge
+        # (Settings.link_base), never its own private loopback port.
         settings = replace(self.settings, worker_index=worker.index, workers=1)
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -117,7 +117,7 @@ def archive_json(row: Recording, project_id: str, base_url: str, secret: str) ->
 
 
 def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    return request.app[SETTINGS].link_base(f"{request.scheme}://{request.host}")
 
 
 def _service(request: web.Request) -> RecordingService:

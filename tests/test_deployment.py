@@ -79,6 +79,8 @@ def test_compose_file_runs_parloir_and_coturn_with_settings_the_server_knows(
     settings = load_settings(values)
     assert settings.production and settings.workers >= 1
     assert settings.ice_addresses == ("203.0.113.7",)
+    # Links handed out (webhooks, API) name the public host, never the 0.0.0.0 it listens on.
+    assert settings.link_base() == "https://video.example.org:8080"
     # TURN: the server hands out credentials for the coturn it runs beside, same secret.
     assert parloir["environment"]["PARLOIR_TURN_SECRET"].split(":")[0] in " ".join(
         coturn["command"]

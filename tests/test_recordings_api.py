@@ -393,3 +393,72 @@ async def test_vonage_manual_stream_mode_layout_and_individual_archives(tmp_path
         assert entry["connectionData"] == "name=ann" and entry["filename"] == media_files[0]
         for client in clients:
             await client.leave()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_links_handed_out_behind_a_proxy_start_with_the_public_url(
+    tmp_path: Path, workers: str
+) -> None:
+    """With --workers 2 the archive is made and announced by a worker process: its links still
+    name the public URL, not the worker's private loopback port."""
+    public = "https://video.example.test"
+    receiver = await WebhookReceiver().start()
+    env = {
+        "PARLOIR_WORKERS": workers,
+        "PARLOIR_PUBLIC_URL": public + "/",
+        "PARLOIR_VONAGE_API_KEY": API_KEY,
+        "PARLOIR_VONAGE_API_SECRET": API_SECRET,
+        "PARLOIR_VONAGE_CALLBACK_URL": receiver.url,
+    }
+    try:
+        with running_server(tmp_path, **env) as server:
+            async with aiohttp.ClientSession() as http:
+                platform = Platform(http, server)
+                now = time.time()
+                session = await platform.call(
+                    "POST",
+                    "/api/sessions",
+                    {
+                        "type": "mentoring",
+                        "scheduled_start": now,
+                        "scheduled_end": now + 3600,
+                        "mentor": {"identity": "mentor-7", "name": "Ada Mentor"},
+                        "student": {"identity": "student-9", "name": "Sam Student"},
+                    },
+                    expect=201,
+                )
+                link = await platform.call(
+                    "POST", f"/api/sessions/{session['id']}/tokens", {"party": "mentor"}, 201
+                )
+                assert link["url"] == f"{public}/room/{session['room_id']}?token={link['token']}"
+            ot = opentok.Client(API_KEY, API_SECRET, api_url=server.url)
+            vonage = await asyncio.to_thread(
+                ot.create_session, media_mode=opentok.MediaModes.routed
+            )
+            client = ParloirClient(
+                server.url,
+                token=await asyncio.to_thread(ot.generate_token, vonage.session_id),
+                room=vonage.session_id,
+            )
+            await client.connect()
+            await client.publish(audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15))
+            archive = await asyncio.to_thread(ot.start_archive, vonage.session_id)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(ot.stop_archive, archive.id)
+            fetched = await asyncio.to_thread(ot.get_archive, archive.id)
+            # The archive's url names the public host; behind the proxy its path is the server's.
+            assert fetched.url.startswith(public + "/"), fetched.url
+            path = fetched.url.removeprefix(public)
+            data = await asyncio.to_thread(
+                lambda: requests.get(server.url + path, timeout=10).content
+            )
+            assert probe(data)["video_codec"] == "h264"
+            for _ in range(100):  # the outbox delivers the archive callbacks asynchronously
+                if any(e.get("status") == "available" for e in receiver.received):
+                    break
+                await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling another process's effect
+            available = [e for e in receiver.received if e.get("status") == "available"]
+            assert available and available[0]["url"].startswith(public + "/"), available
+            await client.leave()
+    finally:
+        await receiver.stop()

@@ -95,3 +95,66 @@ def test_cli_help_explains_each_command() -> None:
         text=True,
     )
     assert bad.returncode == 2 and "room id" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://video.example.test/", "https://video.example.test"),
+        ("http://10.0.0.5:8080/parloir/", "http://10.0.0.5:8080/parloir"),
+        ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+    ],
+)
+def test_public_url_is_the_base_of_links_without_its_trailing_slash(
+    raw: str, expected: str
+) -> None:
+    settings = load_settings({"PARLOIR_PUBLIC_URL": raw, "PARLOIR_HOST": "0.0.0.0"})
+    assert settings.public_url == expected
+    assert settings.link_base("http://127.0.0.1:8080") == expected
+    assert settings.link_base() == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "video.example.test",
+        "ftp://video.example.test",
+        "https://",
+        "https://video.example.test/?x=1",
+        "https://video.example.test/#top",
+        "https://user:pass@video.example.test",
+        "https://video.example.test:eighty",
+        "http://0.0.0.0:8080",
+    ],
+)
+def test_a_public_url_that_cannot_base_links_is_refused_in_one_line(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"PARLOIR_PUBLIC_URL": raw})
+    message = str(refused.value)
+    assert "PARLOIR_PUBLIC_URL" in message and raw in message and "\n" not in message
+    with pytest.raises(SettingsError):
+        load_settings({}, public_url=raw)  # the --public-url flag is checked the same way
+
+
+def test_without_public_url_links_never_name_a_wildcard_listen_address() -> None:
+    assert load_settings({"PARLOIR_HOST": "0.0.0.0"}).link_base() == "http://127.0.0.1:8080"
+    assert load_settings({"PARLOIR_HOST": "::", "PARLOIR_PORT": "9"}).link_base() == (
+        "http://127.0.0.1:9"
+    )
+    assert load_settings({"PARLOIR_HOST": "::1"}).link_base() == "http://[::1]:8080"
+    # A request at hand: its origin, as the client reached the server.
+    assert load_settings({"PARLOIR_HOST": "0.0.0.0"}).link_base("https://h.test/") == (
+        "https://h.test"
+    )
+
+
+def test_cli_serve_refuses_a_bad_public_url_in_one_line(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--public-url", "ftp://x.test"],
+        capture_output=True,
+        text=True,
+        env={"PARLOIR_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "public URL 'ftp://x.test'" in bad.stderr
