@@ -132,7 +132,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     registry.recording_control = RoomRecordingControl(recordings)
     app[RECORDINGS] = recordings
     if settings.worker_index is None:  # a worker's supervisor recovers once, for all workers
-        await close_interrupted_telemetry(app[STORE])
+        await close_interrupted_telemetry(app[STORE], vonage=app[VONAGE_EVENTS])
         await recordings.recover_interrupted()
     app[TELEMETRY].start(registry)
     yield

@@ -147,13 +147,13 @@ async def _server_duties(app: web.Application) -> AsyncIterator[None]:
     placements = RoomPlacements(database)
     await asyncio.to_thread(wait_for_previous_workers, await placements.previous_worker_pids())
     await placements.load()
-    await close_interrupted_telemetry(store)
+    await close_interrupted_telemetry(store, vonage=vonage)
     await recordings.recover_interrupted()
 
     async def worker_lost(worker: WorkerProcess, rooms: list[str]) -> None:
         if not rooms:
             return
-        closed = await close_interrupted_telemetry(store, rooms)
+        closed = await close_interrupted_telemetry(store, rooms, vonage)
         failed = await recordings.recover_interrupted(rooms)
         log.error(
             "worker %d's rooms closed: %d call/media interval(s) ended, %d recording(s) failed",

@@ -19,7 +19,8 @@ REPEATED_DROPS = 3
 @dataclass(frozen=True)
 class TelemetryEvent:
     kind: str
-    """call_joined, call_left, media_started, media_stopped, ice_failed, quality_sample, …"""
+    """call_joined, call_left, published, unpublished, media_started, media_stopped, ice_failed,
+    quality_sample, …"""
     at: float
     """Unix time, seconds."""
     identity: str | None = None
@@ -118,6 +119,20 @@ def open_intervals(events: Sequence[TelemetryEvent]) -> list[OpenInterval]:
         OpenInterval(start, pairs[kind][0], last_seen.get(start.participant_id, start.at))
         for (kind, _), start in open_at.items()
     ]
+
+
+def live_publications(events: Sequence[TelemetryEvent]) -> list[TelemetryEvent]:
+    """`published` events neither an `unpublished` of theirs nor their owner's `call_left`
+    followed: the streams a dead process left live, in the order they started."""
+    live: dict[str, TelemetryEvent] = {}
+    for event in sorted(events, key=lambda e: e.at):
+        if event.kind == "published":
+            live.setdefault(str(event.data.get("publication_id")), event)
+        elif event.kind == "unpublished":
+            live.pop(str(event.data.get("publication_id")), None)
+        elif event.kind == "call_left":
+            live = {k: e for k, e in live.items() if e.participant_id != event.participant_id}
+    return list(live.values())
 
 
 def presence(events: Sequence[TelemetryEvent], identity: str, now: float) -> list[Interval]:

@@ -60,7 +60,11 @@ class TelemetryRecorder:
             "call_joined",
             participant,
             at=participant.joined_at,
-            data={"role": participant.role.value, "name": participant.name},
+            data={
+                "role": participant.role.value,
+                "name": participant.name,
+                "connection_data": participant.grant.connection_data,
+            },
         )
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
@@ -78,12 +82,22 @@ class TelemetryRecorder:
                     participant,
                     data={
                         "publication_id": publication.id,
+                        "name": publication.name,
+                        "created_at": publication.created_at,
                         "video_type": publication.video_type,
                         "kinds": sorted(publication.mids),
                         "codec": room.codec,
                     },
                 )
             return
+        self._write_raw(
+            room.id,
+            "unpublished",
+            participant.identity if participant is not None else None,
+            publication.participant_id,
+            at=None,
+            data={"publication_id": publication.id, "reason": reason},
+        )
         for kind, source in publication.sources.items():
             flow = self._flows.pop((publication.id, kind), None)
             if flow is not None and flow.flowing:

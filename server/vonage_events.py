@@ -27,23 +27,39 @@ STREAM_REASONS = {
 }
 
 
-def connection_json(participant: Participant) -> dict[str, Any]:
+def connection_shape(connection_id: str, created_at: float, data: str) -> dict[str, Any]:
+    """A connection as Vonage describes it in its events (live or rebuilt from telemetry)."""
+    return {"id": connection_id, "createdAt": int(created_at * 1000), "data": data}
+
+
+def stream_shape(
+    stream_id: str, connection: dict[str, Any], created_at: float, name: str, video_type: str
+) -> dict[str, Any]:
+    """A stream as Vonage describes it in its events (live or rebuilt from telemetry)."""
     return {
-        "id": participant.id,
-        "createdAt": int(participant.joined_at * 1000),
-        "data": participant.grant.connection_data,
+        "id": stream_id,
+        "connection": connection,
+        "createdAt": int(created_at * 1000),
+        "name": name,
+        "videoType": video_type,
     }
+
+
+def connection_json(participant: Participant) -> dict[str, Any]:
+    return connection_shape(
+        participant.id, participant.joined_at, participant.grant.connection_data
+    )
 
 
 def stream_json(room: Room, publication: Publication) -> dict[str, Any]:
     owner = room.participants.get(publication.participant_id)
-    return {
-        "id": publication.id,
-        "connection": connection_json(owner) if owner else {"id": publication.participant_id},
-        "createdAt": int(publication.created_at * 1000),
-        "name": publication.name,
-        "videoType": publication.video_type,
-    }
+    return stream_shape(
+        publication.id,
+        connection_json(owner) if owner else {"id": publication.participant_id},
+        publication.created_at,
+        publication.name,
+        publication.video_type,
+    )
 
 
 class VonageEvents(NullObserver):

@@ -157,6 +157,61 @@ async def test_opentok_sdk_drives_a_session_end_to_end(
     assert all(receiver.signatures_ok)
 
 
+async def test_kill_9_mid_call_gets_the_lost_streams_and_connections_destroyed_once_on_restart(
+    tmp_path: Path, keys: KeyFiles, receiver: WebhookReceiver
+) -> None:
+    env = vonage_env(keys, receiver)
+    with running_server(tmp_path, **env) as server:
+        ot = opentok.Client(API_KEY, API_SECRET, api_url=server.url)
+        sid = (await sdk(ot.create_session, media_mode=opentok.MediaModes.routed)).session_id
+        ann = ParloirClient(
+            server.url, token=await sdk(ot.generate_token, sid, data="name=Ann"), room=sid
+        )
+        viewer = ParloirClient(
+            server.url,
+            token=await sdk(ot.generate_token, sid, role=opentok.Roles.subscriber, data="v=1"),
+            room=sid,
+        )
+        await ann.connect()
+        await viewer.connect()
+        publication = await ann.publish(
+            audio=ToneAudioTrack(), video=PaintedVideoTrack(320, 240, 15)
+        )
+        await viewer.wait_for_track(publication["id"], "video")
+        await wait_until(lambda: len(receiver.events(sid)) >= 3, timeout=15)
+        await asyncio.sleep(0.5)  # the telemetry of the joins and the publish is written
+        server.process.kill()  # SIGKILL mid-call: nobody left, nothing unpublished
+        server.process.wait()
+        await ann.close()
+        await viewer.close()
+
+    def sent(event: str) -> list[dict[str, Any]]:
+        return [e for e in receiver.received if e["sessionId"] == sid and e["event"] == event]
+
+    created = {c["connection"]["id"]: c["connection"] for c in sent("connectionCreated")}
+    assert set(created) == {ann.participant_id, viewer.participant_id}
+    [stream] = [e["stream"] for e in sent("streamCreated")]
+    assert stream["id"] == publication["id"]
+
+    with running_server(tmp_path, **env):
+        await wait_until(lambda: len(receiver.events(sid)) >= 6, timeout=15)
+    with running_server(tmp_path, **env):  # a second restart announces nothing again
+        await asyncio.sleep(1.5)
+
+    assert receiver.events(sid)[3:] == [
+        ("streamDestroyed", "networkDisconnected"),
+        ("connectionDestroyed", "networkDisconnected"),
+        ("connectionDestroyed", "networkDisconnected"),
+    ]
+    assert [e["stream"] for e in sent("streamDestroyed")] == [stream]
+    destroyed = [e["connection"] for e in sent("connectionDestroyed")]
+    assert sorted(destroyed, key=lambda c: c["id"]) == sorted(
+        created.values(), key=lambda c: c["id"]
+    )
+    assert stream["connection"] == created[ann.participant_id]
+    assert all(receiver.signatures_ok)
+
+
 def decode_every_frame(data: bytes) -> dict[str, tuple[str, int, float, float]]:
     """kind -> (codec, frames, first, end seconds) of a stream file; any decoding error fails.
 
