@@ -495,9 +495,14 @@ def onsets(times: np.ndarray, on: np.ndarray) -> list[float]:
     return [float(times[i]) for i in rising]
 
 
-def av_offsets(video_onsets: list[float], audio_onsets: list[float]) -> list[float]:
-    """For each flash, (beep time - flash time) of the nearest beep."""
-    return [min((a - v for a in audio_onsets), key=abs) for v in video_onsets]
+def av_offsets(
+    video_onsets: list[float], audio_onsets: list[float], audio_end_s: float
+) -> list[float]:
+    """For each flash, (beep time - flash time) of the nearest beep. The stop cuts audio and
+    video at slightly different instants, so a flash in the audio's last 0.3 s may have lost
+    its beep to the cut: it is not judged (the first one is dropped by the caller likewise)."""
+    judged = [v for v in video_onsets if v < audio_end_s - 0.3]
+    return [min((a - v for a in audio_onsets), key=abs) for v in judged]
 
 
 async def test_audio_and_video_stay_in_sync_within_100ms(
@@ -535,9 +540,10 @@ async def test_audio_and_video_stay_in_sync_within_100ms(
     flash_times = onsets(times, lit)
     beep_times = onsets(np.arange(len(envelope)) * window / rate, loud)
     assert len(flash_times) >= 3 and len(beep_times) >= 3, (flash_times, beep_times)
-    offsets = av_offsets(flash_times[1:], beep_times)  # the first may be cut by the start
+    audio_end_s = len(samples) / rate
+    offsets = av_offsets(flash_times[1:], beep_times, audio_end_s)  # the first may be cut
     print(f"composed A/V offsets (audio - video) s: {np.round(offsets, 3).tolist()}")
-    assert all(abs(o) <= 0.1 for o in offsets), f"composed A/V offsets {offsets}"
+    assert len(offsets) >= 3 and all(abs(o) <= 0.1 for o in offsets), f"composed {offsets}"
 
     # The stream's file: its audio and video in one file, in sync just as well.
     (stream_file,) = individual_result.files
@@ -552,9 +558,9 @@ async def test_audio_and_video_stay_in_sync_within_100ms(
     loud = envelope > 0.2 * envelope.max()
     first_audio_s = float(decode_all(stream_file, "audio")[0].time)
     beep_times = onsets(np.arange(len(envelope)) * window / rate + first_audio_s, loud)
-    offsets = av_offsets(flash_times[1:], beep_times)
+    offsets = av_offsets(flash_times[1:], beep_times, first_audio_s + len(samples) / rate)
     print(f"individual A/V offsets (audio - video) s: {np.round(offsets, 3).tolist()}")
-    assert offsets and all(abs(o) <= 0.1 for o in offsets), f"individual A/V offsets {offsets}"
+    assert len(offsets) >= 3 and all(abs(o) <= 0.1 for o in offsets), f"individual {offsets}"
 
 
 # ---- replayed clips: codecs, sizes, overload -----------------------------------------------
