@@ -21,6 +21,7 @@ import requests
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient, ServerError
 from tests.support.server_process import ServerProcess, running_server
+from tests.support.sessions import schedule
 from tests.support.vonage_fixtures import API_KEY, API_SECRET, WebhookReceiver
 
 
@@ -179,19 +180,13 @@ async def test_moderator_records_individual_tracks_and_others_may_not(
 async def test_defence_records_itself_from_the_first_publish(server: ServerProcess) -> None:
     async with aiohttp.ClientSession() as http:
         platform = Platform(http, server)
-        now = time.time()
-        session = await platform.call(
-            "POST",
-            "/api/sessions",
-            {
-                "type": "defence",
-                "scheduled_start": now,
-                "scheduled_end": now + 3600,
-                "mentor": {"identity": "jury-1", "name": "Jury"},
-                "student": {"identity": "stu-1", "name": "Student"},
-            },
-            expect=201,
+        body = schedule(
+            0,
+            type_="defence",
+            mentor={"identity": "jury-1", "name": "Jury"},
+            student={"identity": "stu-1", "name": "Student"},
         )
+        session = await platform.call("POST", "/api/sessions", body, expect=201)
         assert session["auto_record"] is True
         link = await platform.call(
             "POST", f"/api/sessions/{session['id']}/tokens", {"party": "student"}, expect=201
@@ -414,19 +409,7 @@ async def test_links_handed_out_behind_a_proxy_start_with_the_public_url(
         with running_server(tmp_path, **env) as server:
             async with aiohttp.ClientSession() as http:
                 platform = Platform(http, server)
-                now = time.time()
-                session = await platform.call(
-                    "POST",
-                    "/api/sessions",
-                    {
-                        "type": "mentoring",
-                        "scheduled_start": now,
-                        "scheduled_end": now + 3600,
-                        "mentor": {"identity": "mentor-7", "name": "Ada Mentor"},
-                        "student": {"identity": "student-9", "name": "Sam Student"},
-                    },
-                    expect=201,
-                )
+                session = await platform.call("POST", "/api/sessions", schedule(0), expect=201)
                 link = await platform.call(
                     "POST", f"/api/sessions/{session['id']}/tokens", {"party": "mentor"}, 201
                 )

@@ -15,6 +15,7 @@ import pytest
 from media.synthetic import PaintedVideoTrack, ToneAudioTrack
 from signaling.client import ParloirClient
 from tests.support.server_process import ServerProcess, running_server
+from tests.support.sessions import schedule
 
 
 class Api:
@@ -32,17 +33,6 @@ class Api:
             if expect is not None:
                 assert r.status == expect, (r.status, payload)
             return payload
-
-
-def schedule(start_offset_s: float = -60, length_s: float = 3600, type_: str = "mentoring") -> dict:
-    now = time.time()
-    return {
-        "type": type_,
-        "scheduled_start": now + start_offset_s,
-        "scheduled_end": now + start_offset_s + length_s,
-        "mentor": {"identity": "mentor-7", "name": "Ada Mentor"},
-        "student": {"identity": "student-9", "name": "Sam Student"},
-    }
 
 
 @pytest.fixture
